@@ -1,0 +1,81 @@
+"""The single ``fine`` command.
+
+Each subcommand lives next to the code it drives and exposes ``main(argv: list[str] | None) -> int``.
+This dispatcher only maps names to those functions and imports the target lazily, so ``fine --help``
+stays fast and a missing optional dependency affects only the subcommand that needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+# name -> ("module:function", one-line help). Only commands that exist are listed.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("training.cli:train_main", "train FINE (or a baseline) on a dataset or generated data"),
+    "info": ("core.cli:info_main", "print a model artifact's config, feature profile and metrics"),
+}
+
+# ``fine bench WHAT``: benchmarks print numbers; they are never timed tests.
+BENCHES: dict[str, tuple[str, str]] = {
+    "model": ("core.bench:main", "parameter counts and forward latency of the FINE model (CPU)"),
+}
+
+
+def _resolve(target: str) -> Callable[[list[str] | None], int]:
+    module_name, func_name = target.split(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, func_name)
+
+
+def _usage(table: dict[str, tuple[str, str]], prog: str) -> str:
+    width = max(len(name) for name in table)
+    lines = [f"usage: {prog} COMMAND [options]", "", "commands:"]
+    lines += [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in sorted(table.items())]
+    return "\n".join(lines)
+
+
+def _configure_logging(argv: list[str]) -> list[str]:
+    level = logging.INFO
+    rest = []
+    for arg in argv:
+        if arg in ("-v", "--verbose"):
+            level = logging.DEBUG
+        elif arg in ("-q", "--quiet"):
+            level = logging.WARNING
+        else:
+            rest.append(arg)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    return rest
+
+
+def _dispatch(table: dict[str, tuple[str, str]], argv: list[str], prog: str) -> int:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage(table, prog))
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in table:
+        print(f"{prog}: unknown command {name!r}; choose one of: {', '.join(sorted(table))}", file=sys.stderr)
+        return 2
+    return int(_resolve(table[name][0])(rest) or 0)
+
+
+def bench_main(argv: list[str] | None = None) -> int:
+    return _dispatch(BENCHES, list(sys.argv[1:] if argv is None else argv), "fine bench")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _configure_logging(list(sys.argv[1:] if argv is None else argv))
+    table = dict(COMMANDS)
+    table["bench"] = ("app.cli:bench_main", "benchmarks: " + ", ".join(sorted(BENCHES)))
+    try:
+        return _dispatch(table, args, "fine")
+    except KeyboardInterrupt:
+        print("fine: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Qt-free pipeline: sources, streaming ASR, sessions, batch scoring, timeline writers."""

@@ -1,0 +1,124 @@
+"""FINE: the inference graph (METHOD.md §1). Training-only parts live in ``core.losses``.
+
+Data flow for each modality m (b batch, t time, q queries, d width, f FTRE width)::
+
+    x_m (b, t, d_m) --proj+pos--> (b, t, d) --MoQ--> x̂_m (b, q, d) --FTRE--> tokens_m (b, q, d)
+    absent samples: x̂_m := learned absent tokens (b, q, d); the modality's values never reach any output
+    [CLS_m ; tokens_m] for all m --fusion Transformer--> CLS outputs (b, 3, d) --heads--> score, unimodal
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from core.batch import ModalityBatch
+from core.config import MODALITIES, FineConfig
+from core.model.ftre import FTRE, FTREOutput
+from core.model.fusion import FusionTransformer, Heads
+from core.model.layers import sinusoidal_positions
+from core.model.qformer import MixtureOfQFormers
+from core.text_encoder import TextEncoder
+
+
+@dataclass
+class ModalityFeatures:
+    """Intermediate features of one modality, returned (never stored on the module) for the loss."""
+
+    x_hat: Tensor  # (b, q, d) MoQ output (absent tokens where absent)
+    gates: Tensor  # (b, E) router weights
+    ftre: FTREOutput
+    present: Tensor  # (b,) bool, effective presence
+
+
+@dataclass
+class FineOutput:
+    score: Tensor  # (b,) multimodal prediction
+    unimodal: Tensor | None  # (b, 3) one prediction per modality CLS, MODALITIES order
+    fused: Tensor  # (b, 3·d) concatenated CLS outputs (the representation the contrastive queue holds)
+    modalities: dict[str, ModalityFeatures]
+
+
+class ModalityEncoder(nn.Module):
+    """Projection + positions + MoQ + FTRE for one modality. One class; modality is data."""
+
+    def __init__(self, d_in: int, cfg: FineConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.proj = nn.Sequential(nn.Linear(d_in, d), nn.LayerNorm(d))
+        self.moq = MixtureOfQFormers(d, cfg.moq)
+        self.absent = nn.Parameter(torch.randn(cfg.moq.num_queries, d) * 0.02)
+        self.ftre = FTRE(d, cfg.ftre)
+
+    def forward(self, x: Tensor, mask: Tensor, present: Tensor) -> ModalityFeatures:
+        # Effective presence: a present modality with no valid step is absent.
+        present = present & mask.any(dim=1)
+        valid = mask & present[:, None]
+        # Zero everything that is padding or absent (NaN-safe), and give absent rows a dummy valid key so
+        # attention is always defined; those rows are replaced by the absent tokens below.
+        x = x.masked_fill(~valid[..., None], 0.0)
+        mask = valid | ~present[:, None]
+        h = self.proj(x) + sinusoidal_positions(x.shape[1], self.absent.shape[1], x.device, x.dtype)
+        h = h * mask[..., None].to(h.dtype)
+        x_hat, gates = self.moq(h, mask)
+        absent = self.absent.unsqueeze(0).expand_as(x_hat)
+        x_hat = torch.where(present[:, None, None], x_hat, absent)
+        return ModalityFeatures(x_hat=x_hat, gates=gates, ftre=self.ftre(x_hat), present=present)
+
+
+class FINE(nn.Module):
+    """The full inference graph. ``forward(batch) -> FineOutput``; no state is kept between calls."""
+
+    def __init__(self, config: FineConfig, text_encoder: TextEncoder | None = None) -> None:
+        super().__init__()
+        if (config.text_encoder.source is None) != (text_encoder is None):
+            raise ValueError(
+                "config.text_encoder.source and the text_encoder argument must be given together: "
+                "build models with core.artifact.build_model(config) or load_model(path)"
+            )
+        if text_encoder is not None and text_encoder.hidden_size != config.input_dims["text"]:
+            raise ValueError(
+                f"text encoder width {text_encoder.hidden_size} != input_dims['text'] "
+                f"{config.input_dims['text']}: set input_dims.text to the encoder's hidden size"
+            )
+        self.config = config
+        self.text_encoder = text_encoder
+        self.encoders = nn.ModuleDict({m: ModalityEncoder(config.input_dims[m], config) for m in MODALITIES})
+        self.fusion = FusionTransformer(config.d_model, len(MODALITIES), config.fusion)
+        self.heads = Heads(
+            config.d_model, len(MODALITIES), config.fusion.head_hidden, config.unimodal_heads, config.fusion.dropout
+        )
+
+    def encode_text(self, ids: Tensor, mask: Tensor) -> Tensor:
+        assert self.text_encoder is not None
+        with torch.set_grad_enabled(self.text_encoder.finetune and torch.is_grad_enabled()):
+            return self.text_encoder(ids, mask)
+
+    def forward(self, batch: ModalityBatch) -> FineOutput:
+        presence = batch.presence.to(torch.bool)
+        feats: dict[str, ModalityFeatures] = {}
+        for i, m in enumerate(MODALITIES):
+            x, mask = batch.features[m], batch.masks[m].to(torch.bool)
+            if m == "text" and self.text_encoder is not None:
+                x = self.encode_text(x, mask & presence[:, i : i + 1])
+            feats[m] = self.encoders[m](x.float(), mask, presence[:, i])
+        cls = self.fusion([feats[m].ftre.tokens for m in MODALITIES])  # (b, 3, d)
+        score, unimodal = self.heads(cls)
+        return FineOutput(score=score, unimodal=unimodal, fused=cls.flatten(1), modalities=feats)
+
+    def predict(
+        self, features: dict[str, Tensor], masks: dict[str, Tensor], presence: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Tensor-in, tensor-out entry point for export: ``(score (b,), unimodal (b, 3))``."""
+        out = self.forward(ModalityBatch(features, masks, presence))
+        uni = out.unimodal if out.unimodal is not None else out.score[:, None].expand(-1, len(MODALITIES))
+        return out.score, uni
+
+    def num_parameters(self, include_text_encoder: bool = True) -> int:
+        return sum(
+            p.numel()
+            for name, p in self.named_parameters()
+            if include_text_encoder or not name.startswith("text_encoder.")
+        )

