@@ -13,14 +13,11 @@ from typing import Any
 from torch import Tensor, nn
 
 from core.config import TextEncoderConfig
+from core.errors import MissingDependencyError
 
 log = logging.getLogger(__name__)
 
 PACKAGED_MINILM = "packaged:minilm"
-
-
-class MissingDependencyError(RuntimeError):
-    """An optional package is not installed; the message says what to install."""
 
 
 def resolve_source(source: str) -> str:

@@ -1,0 +1,67 @@
+"""The sample type every dataset loader produces, and batching into ``ModalityBatch``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from core.batch import ModalityBatch
+from core.config import MODALITIES
+
+
+@dataclass
+class Sample:
+    """One labelled segment.
+
+    features[m]: ``(t, d)`` float32 array, ``(t,)`` int64 token ids for text when the model has a text
+        encoder, or ``None`` when the modality is absent for this sample.
+    """
+
+    id: str
+    features: dict[str, np.ndarray | None]
+    label: float
+    text: str | None = None
+    group: str | None = None  # e.g. the video id, for grouped cross-validation
+    meta: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class Dataset:
+    """A named split of samples with the feature dims and label range it was built with."""
+
+    name: str
+    samples: list[Sample]
+    feature_dims: dict[str, int]
+    label_range: tuple[float, float] = (-3.0, 3.0)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def subset(self, indices: Sequence[int], name: str | None = None) -> Dataset:
+        return Dataset(name or self.name, [self.samples[i] for i in indices], self.feature_dims, self.label_range)
+
+    def labels(self) -> np.ndarray:
+        return np.array([s.label for s in self.samples], dtype=np.float64)
+
+
+def collate(samples: Sequence[Sample], feature_dims: dict[str, int]) -> ModalityBatch:
+    seqs: dict[str, list[torch.Tensor | None]] = {m: [] for m in MODALITIES}
+    for s in samples:
+        for m in MODALITIES:
+            x = s.features.get(m)
+            seqs[m].append(None if x is None else torch.from_numpy(np.ascontiguousarray(x)))
+    labels = torch.tensor([s.label for s in samples], dtype=torch.float32)
+    return ModalityBatch.from_sequences(seqs, labels=labels, feature_dims=feature_dims)
+
+
+def iterate_batches(
+    data: Dataset, batch_size: int, shuffle: bool, generator: np.random.Generator | None = None
+) -> Iterator[ModalityBatch]:
+    order = np.arange(len(data))
+    if shuffle:
+        (generator or np.random.default_rng()).shuffle(order)
+    for start in range(0, len(order), batch_size):
+        yield collate([data.samples[i] for i in order[start : start + batch_size]], data.feature_dims)
