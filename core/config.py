@@ -132,7 +132,9 @@ class FineConfig:
             f"input_dims must have exactly the keys {list(MODALITIES)}, got {self.input_dims!r}",
         )
         for m, dim in self.input_dims.items():
-            _check(isinstance(dim, int) and dim >= 1, f"input_dims[{m!r}] must be a positive int, got {dim!r}")
+            _check(
+                isinstance(dim, int) and dim >= 1, f"input_dims[{m!r}] must be a positive int, got {dim!r}"
+            )
         _check(self.d_model >= 8, f"d_model must be >= 8, got {self.d_model}")
         _check(
             self.d_model % self.moq.num_heads == 0,
@@ -259,7 +261,8 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         )
     hints = typing.get_type_hints(cls)
     kwargs = {
-        name: _coerce(hints[name], value, f"{where}.{name}" if where else name) for name, value in data.items()
+        name: _coerce(hints[name], value, f"{where}.{name}" if where else name)
+        for name, value in data.items()
     }
     try:
         return cls(**kwargs)

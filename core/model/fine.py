@@ -88,7 +88,11 @@ class FINE(nn.Module):
         self.encoders = nn.ModuleDict({m: ModalityEncoder(config.input_dims[m], config) for m in MODALITIES})
         self.fusion = FusionTransformer(config.d_model, len(MODALITIES), config.fusion)
         self.heads = Heads(
-            config.d_model, len(MODALITIES), config.fusion.head_hidden, config.unimodal_heads, config.fusion.dropout
+            config.d_model,
+            len(MODALITIES),
+            config.fusion.head_hidden,
+            config.unimodal_heads,
+            config.fusion.dropout,
         )
 
     def encode_text(self, ids: Tensor, mask: Tensor) -> Tensor:

@@ -47,4 +47,3 @@ class FTRE(nn.Module):
         s_tr, u_tr = self.task_shared(s), self.task_unique(u)
         tokens = self.out(torch.cat([s_tr, u_tr], dim=-1))
         return FTREOutput(tokens=tokens, shared=s, unique=u, shared_tr=s_tr, unique_tr=u_tr)
-

@@ -47,7 +47,9 @@ class Heads(nn.Module):
         super().__init__()
         self.multimodal = MLP(num_modalities * d, hidden, 1, dropout=dropout)
         self.unimodal = (
-            nn.ModuleList(MLP(d, hidden, 1, dropout=dropout) for _ in range(num_modalities)) if unimodal else None
+            nn.ModuleList(MLP(d, hidden, 1, dropout=dropout) for _ in range(num_modalities))
+            if unimodal
+            else None
         )
 
     def forward(self, cls: Tensor) -> tuple[Tensor, Tensor | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -15,7 +16,7 @@ class MLP(nn.Module):
         super().__init__()
         dims = [d_in] + [d_hidden] * (layers - 1) + [d_out]
         mods: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        for i, (a, b) in enumerate(itertools.pairwise(dims)):
             mods.append(nn.Linear(a, b))
             if i < len(dims) - 2:
                 mods.append(nn.GELU())
