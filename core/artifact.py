@@ -177,5 +177,9 @@ def load_model(directory: str | os.PathLike[str], map_location: str = "cpu") -> 
             f"{weights_path}: weights do not match config.json (missing {missing[:3]}, unexpected "
             f"{unexpected[:3]}); the two files come from different models"
         )
-    model.load_state_dict(state, strict=False)
+    try:
+        model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # same names, different shapes
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise ArtifactError(f"{weights_path}: weights do not fit config.json ({first})") from None
     return model.to(map_location).eval()

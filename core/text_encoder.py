@@ -52,9 +52,9 @@ class TextEncoder(nn.Module):
         self.backbone = backbone
         self.finetune = finetune
         self.hidden_size = int(backbone.config.hidden_size)
-        if not finetune:
-            for p in self.backbone.parameters():
-                p.requires_grad_(False)
+        for name, p in self.backbone.named_parameters():
+            # the pooler head is never used (we take token states): keep it out of the optimiser
+            p.requires_grad_(finetune and not name.startswith("pooler."))
 
     def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
         out = self.backbone(input_ids=ids, attention_mask=mask.long())

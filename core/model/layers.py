@@ -47,7 +47,7 @@ def sinusoidal_positions(t: int, d: int, device: torch.device, dtype: torch.dtyp
 
 
 class ExpertLinear(nn.Module):
-    """E independent linear maps applied at once: ``(b, E, n, d_in) -> (b, E, n, d_out)``."""
+    """E independent linear maps applied at once, expert-first layout: ``(E, b, n, d_in) -> (E, b, n, d_out)``."""
 
     def __init__(self, experts: int, d_in: int, d_out: int) -> None:
         super().__init__()
@@ -56,11 +56,13 @@ class ExpertLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(experts, d_out).uniform_(-bound, bound))
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.einsum("bend,edo->beno", x, self.weight) + self.bias[None, :, None, :]
+        e, b, n, d = x.shape
+        y = torch.baddbmm(self.bias.unsqueeze(1), x.reshape(e, b * n, d), self.weight)  # one batched GEMM
+        return y.view(e, b, n, -1)
 
 
 class ExpertLayerNorm(nn.Module):
-    """LayerNorm with a separate affine transform per expert, for ``(b, E, n, d)``."""
+    """LayerNorm with a separate affine transform per expert, for ``(E, b, n, d)``."""
 
     def __init__(self, experts: int, d: int) -> None:
         super().__init__()
@@ -70,4 +72,4 @@ class ExpertLayerNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         y = nn.functional.layer_norm(x, (self.d,))
-        return y * self.weight[None, :, None, :] + self.bias[None, :, None, :]
+        return y * self.weight[:, None, None, :] + self.bias[:, None, None, :]

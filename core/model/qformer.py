@@ -10,9 +10,8 @@ experts densely: no data-dependent control flow, so the graph exports cleanly.
 
 from __future__ import annotations
 
-import math
-
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.config import MoQConfig
@@ -20,7 +19,12 @@ from core.model.layers import ExpertLayerNorm, ExpertLinear, masked_mean
 
 
 class QFormerBlock(nn.Module):
-    """Self-attention over queries, cross-attention to the sequence, FFN; pre-norm, E experts at once."""
+    """Self-attention over queries, cross-attention to the sequence, FFN; pre-norm, E experts at once.
+
+    Query tokens use the expert-first layout ``(E, b, q, d)`` so that every per-expert linear map is one
+    batched GEMM; for cross-attention the queries of all experts are folded into one query axis
+    ``(b, H, E·q, dh)`` against the shared keys, so no key/value tensor is ever copied per expert.
+    """
 
     def __init__(self, d: int, heads: int, experts: int, dropout: float) -> None:
         super().__init__()
@@ -37,34 +41,23 @@ class QFormerBlock(nn.Module):
         self.ff2 = ExpertLinear(experts, 4 * d, d)
         self.drop = nn.Dropout(dropout)
 
-    def _heads(self, x: Tensor) -> Tensor:  # (b, E, n, d) -> (b, E, H, n, dh)
-        b, e, n, _ = x.shape
-        return x.view(b, e, n, self.h, self.dh).transpose(2, 3)
-
-    def _merge(self, x: Tensor) -> Tensor:  # (b, E, H, n, dh) -> (b, E, n, d)
-        b, e, _, n, _ = x.shape
-        return x.transpose(2, 3).reshape(b, e, n, self.h * self.dh)
-
-    def forward(self, h: Tensor, kv_seq: Tensor, key_bias: Tensor) -> Tensor:
-        """h: (b, E, q, d) queries; kv_seq: (b, t, d) normed sequence; key_bias: (b, 1, 1, 1, t) 0/-inf."""
-        scale = 1.0 / math.sqrt(self.dh)
-        # self-attention among the q query tokens of each expert
-        q, k, v = self.qkv(self.norm_sa(h)).chunk(3, dim=-1)
-        q, k, v = self._heads(q), self._heads(k), self._heads(v)  # (b, E, H, q, dh)
-        att = torch.softmax(torch.einsum("behqd,behkd->behqk", q, k) * scale, dim=-1)
-        h = h + self.drop(self.out_sa(self._merge(torch.einsum("behqk,behkd->behqd", att, v))))
-        # cross-attention: queries of every expert attend to the same projected sequence
-        b, t, _ = kv_seq.shape
-        kc, vc = self.kv_ca(kv_seq).chunk(2, dim=-1)
-        kc = kc.view(b, t, self.h, self.dh).transpose(1, 2)  # (b, H, t, dh)
-        vc = vc.view(b, t, self.h, self.dh).transpose(1, 2)
-        qc = self._heads(self.q_ca(self.norm_ca(h)))  # (b, E, H, q, dh)
-        scores = torch.einsum("behqd,bhtd->behqt", qc, kc) * scale + key_bias
-        att = torch.softmax(scores, dim=-1)
-        h = h + self.drop(self.out_ca(self._merge(torch.einsum("behqt,bhtd->behqd", att, vc))))
+    def forward(self, h: Tensor, kv_seq: Tensor, key_mask: Tensor) -> Tensor:
+        """h: (E, b, q, d) queries; kv_seq: (b, t, d) normed sequence; key_mask: (b, 1, 1, t) True = valid."""
+        e, b, q, d = h.shape
+        hh, dh = self.h, self.dh
+        # self-attention among the q query tokens of each expert: (E·b, H, q, dh)
+        qkv = self.qkv(self.norm_sa(h)).view(e * b, q, 3, hh, dh).permute(2, 0, 3, 1, 4)
+        att = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # (E·b, H, q, dh)
+        h = h + self.drop(self.out_sa(att.transpose(1, 2).reshape(e, b, q, d)))
+        # cross-attention: every expert's queries attend to the same projected sequence
+        t = kv_seq.shape[1]
+        kv = self.kv_ca(kv_seq).view(b, t, 2, hh, dh).permute(2, 0, 3, 1, 4)  # (2, b, H, t, dh)
+        qc = self.q_ca(self.norm_ca(h)).view(e, b, q, hh, dh).permute(1, 3, 0, 2, 4).reshape(b, hh, e * q, dh)
+        att = F.scaled_dot_product_attention(qc, kv[0], kv[1], attn_mask=key_mask)  # (b, H, E·q, dh)
+        att = att.view(b, hh, e, q, dh).permute(2, 0, 3, 1, 4).reshape(e, b, q, d)
+        h = h + self.drop(self.out_ca(att))
         # feed-forward
-        h = h + self.drop(self.ff2(self.drop(torch.nn.functional.gelu(self.ff1(self.norm_ff(h))))))
-        return h
+        return h + self.drop(self.ff2(self.drop(F.gelu(self.ff1(self.norm_ff(h))))))
 
 
 class MixtureOfQFormers(nn.Module):
@@ -84,15 +77,13 @@ class MixtureOfQFormers(nn.Module):
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         b = x.shape[0]
         kv = self.seq_norm(x)
-        neg = torch.finfo(x.dtype).min
-        key_bias = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill(~mask, neg)
-        key_bias = key_bias[:, None, None, None, :]  # (b, 1, 1, 1, t)
-        h = self.queries.unsqueeze(0).expand(b, -1, -1, -1)  # (b, E, q, d)
+        key_mask = mask[:, None, None, :]  # (b, 1, 1, t)
+        h = self.queries.unsqueeze(1).expand(-1, b, -1, -1)  # (E, b, q, d)
         for block in self.blocks:
-            h = block(h, kv, key_bias)
+            h = block(h, kv, key_mask)
         h = self.out_norm(h)
         if self.router is None:
             gates = torch.ones(b, 1, dtype=x.dtype, device=x.device)
         else:
             gates = torch.softmax(self.router(masked_mean(x, mask)), dim=-1)  # (b, E)
-        return torch.einsum("be,beqd->bqd", gates, h), gates
+        return torch.einsum("be,ebqd->bqd", gates, h), gates

@@ -1,0 +1,128 @@
+"""``fine bench model``: parameter counts and CPU forward latency of FINE (p50, p95) at MOSI dims.
+
+Batches use the MMSA MOSI feature dims (text 768, audio 5, vision 20) and aligned length 50 by default.
+With ``--text-encoder`` the text branch runs the packaged MiniLM on token ids (the encoder's cost
+included) instead of pre-computed embeddings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from typing import Any
+
+import torch
+
+from core.batch import ModalityBatch
+from core.config import MODALITIES, FineConfig, TextEncoderConfig
+
+
+def make_batch(cfg: FineConfig, batch: int, lengths: dict[str, int], token_ids: bool) -> ModalityBatch:
+    g = torch.Generator().manual_seed(0)
+    feats, masks = {}, {}
+    for m in MODALITIES:
+        t = lengths[m]
+        if m == "text" and token_ids:
+            feats[m] = torch.randint(1000, 5000, (batch, t), generator=g)
+        else:
+            feats[m] = torch.randn(batch, t, cfg.input_dims[m], generator=g)
+        masks[m] = torch.ones(batch, t, dtype=torch.bool)
+    return ModalityBatch(feats, masks, torch.ones(batch, 3, dtype=torch.bool))
+
+
+@torch.inference_mode()
+def time_forward(model: torch.nn.Module, batch: ModalityBatch, warmup: int, reps: int) -> dict[str, float]:
+    for _ in range(warmup):
+        model(batch)
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        model(batch)
+        times.append((time.perf_counter() - t0) * 1000.0)
+    times.sort()
+    return {
+        "p50_ms": statistics.median(times),
+        "p95_ms": times[min(len(times) - 1, round(0.95 * (len(times) - 1)))],
+        "mean_ms": statistics.fmean(times),
+    }
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from core.artifact import build_model, load_model
+
+    torch.set_num_threads(args.threads)
+    lengths = {"text": args.text_len, "audio": args.audio_len, "vision": args.vision_len}
+    variants = [False, True] if args.text_encoder else [False]
+    rows = []
+    for with_encoder in variants:
+        if args.model:
+            model = load_model(args.model)
+            cfg: FineConfig = model.config  # type: ignore[assignment]
+            if with_encoder != (cfg.text_encoder.source is not None):
+                continue
+        else:
+            cfg = FineConfig()
+            if with_encoder:
+                cfg = FineConfig(
+                    input_dims={"text": 384, "audio": 5, "vision": 20},
+                    text_encoder=TextEncoderConfig(source="packaged:minilm"),
+                )
+            torch.manual_seed(0)
+            model = build_model(cfg)
+        model.eval()
+        for b in args.batch:
+            batch = make_batch(cfg, b, lengths, token_ids=with_encoder)
+            stats = time_forward(model, batch, args.warmup, args.reps)
+            rows.append(
+                {
+                    "text_encoder": "MiniLM-L6 (in graph)" if with_encoder else "excluded",
+                    "batch": b,
+                    "params_total": model.num_parameters(),
+                    "params_without_text_encoder": model.num_parameters(include_text_encoder=False),
+                    "threads": args.threads,
+                    "lengths": lengths,
+                    **{k: round(v, 3) for k, v in stats.items()},
+                }
+            )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="fine bench model", description=__doc__)
+    p.add_argument("--model", help="a model directory (default: a fresh FINE with METHOD.md defaults)")
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--text-len", type=int, default=50)
+    p.add_argument("--audio-len", type=int, default=50)
+    p.add_argument("--vision-len", type=int, default=50)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--reps", type=int, default=50)
+    p.add_argument(
+        "--text-encoder", action="store_true", help="also time with the packaged MiniLM in the graph"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    args = p.parse_args(argv)
+    try:
+        rows = run(args)
+    except Exception as exc:  # a benchmark prints one line, never a traceback
+        print(f"fine bench model: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        for r in rows:
+            print(json.dumps(r))
+        return 0
+    print(
+        f"FINE forward latency on CPU ({args.threads} threads), lengths {rows[0]['lengths'] if rows else ''}"
+    )
+    print(
+        f"{'text encoder':<22}{'batch':>6}{'params (no enc)':>17}{'params (all)':>14}{'p50 ms':>9}{'p95 ms':>9}"
+    )
+    for r in rows:
+        print(
+            f"{r['text_encoder']:<22}{r['batch']:>6}{r['params_without_text_encoder']:>17,}"
+            f"{r['params_total']:>14,}{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}"
+        )
+    return 0

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine; idempotent (re-running only checks what is there).
+#
+#   bash scripts/setup.sh demo   set everything up, then run the main job on the bundled default
+#   bash scripts/setup.sh test   set everything up, then run the test suite (extra args go to pytest)
+#   bash scripts/setup.sh        set up only
+#
+# Environment: FINE_VENV (default .venv), PYTHON (default python3), FINE_SKIP_APT=1 to skip apt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+action="${1:-setup}"
+[ $# -gt 0 ] && shift
+VENV="${FINE_VENV:-.venv}"
+PYTHON="${PYTHON:-python3}"
+TORCH_PIN="torch==2.13.0"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+# 1. System libraries: PortAudio (microphone), ffmpeg (test media), Xvfb + GL/xkb/fontconfig (Qt).
+APT_PACKAGES=(libportaudio2 ffmpeg xvfb libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0)
+if [ "${FINE_SKIP_APT:-0}" != 1 ] && command -v apt-get >/dev/null 2>&1; then
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+      log "apt-get install ${missing[*]}"
+      apt-get update -qq >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+      log "missing system packages (install them with sudo): sudo apt-get install ${missing[*]}"
+    fi
+  fi
+fi
+
+# 2. A virtual environment with pinned torch *first* (an unpinned torch pulls GBs of CUDA wheels).
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating virtual environment $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] == '${TORCH_PIN#torch==}' else 1)" 2>/dev/null; then
+  log "installing $TORCH_PIN"
+  "${PIP[@]}" install -q "$TORCH_PIN"
+fi
+extras="all"
+[ "$action" = test ] && extras="all,dev"
+log "installing fine-msa[$extras] (editable)"
+"${PIP[@]}" install -q -e ".[$extras]" 2>&1 | grep -v -E '^(WARNING: Location|  )' >&2 || true
+"$VENV/bin/python" -c "import core, training, export, app" || { log "install failed"; exit 1; }
+
+case "$action" in
+  demo)
+    # The main job on the bundled default: a short FINE training run on generated planted-signal data.
+    exec "$VENV/bin/fine" train --data synthetic:600 --preset small --epochs 4 --out runs/demo --threads 2
+    ;;
+  test)
+    export QT_QPA_PLATFORM="${QT_QPA_PLATFORM:-offscreen}"
+    exec "$VENV/bin/python" -m pytest "$@"
+    ;;
+  setup)
+    log "done: activate with 'source $VENV/bin/activate', then run 'fine --help'"
+    ;;
+  *)
+    log "unknown action '$action'; use: demo | test | (nothing)"
+    exit 2
+    ;;
+esac
