@@ -14,7 +14,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -22,6 +22,9 @@ from torch import nn
 from core import __version__
 from core.config import ConfigError, FineConfig
 from core.errors import InputError
+
+if TYPE_CHECKING:
+    from core.model import FINE
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,7 @@ class ModelCard:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def build_model(config: FineConfig) -> nn.Module:
+def build_model(config: FineConfig) -> FINE:
     """Construct FINE for ``config``, loading the pretrained text encoder if the config names one."""
     from core.model import FINE
     from core.text_encoder import load_text_encoder
@@ -155,7 +158,7 @@ def read_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
     return meta
 
 
-def load_model(directory: str | os.PathLike[str], map_location: str = "cpu") -> nn.Module:
+def load_model(directory: str | os.PathLike[str], map_location: str = "cpu") -> FINE:
     """Rebuild the model from ``config.json`` and load ``model.safetensors`` (strictly). Eval mode."""
     path = Path(directory)
     meta = read_config(path)

@@ -18,6 +18,7 @@ import torch
 
 from core.batch import ModalityBatch
 from core.config import MODALITIES, FineConfig, TextEncoderConfig
+from core.model import FINE
 
 
 def make_batch(cfg: FineConfig, batch: int, lengths: dict[str, int], token_ids: bool) -> ModalityBatch:
@@ -53,6 +54,9 @@ def time_forward(model: torch.nn.Module, batch: ModalityBatch, warmup: int, reps
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     from core.artifact import build_model, load_model
 
+    model: FINE
+    cfg: FineConfig
+
     torch.set_num_threads(args.threads)
     lengths = {"text": args.text_len, "audio": args.audio_len, "vision": args.vision_len}
     variants = [False, True] if args.text_encoder else [False]
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     for with_encoder in variants:
         if args.model:
             model = load_model(args.model)
-            cfg: FineConfig = model.config  # type: ignore[assignment]
+            cfg = model.config
             if with_encoder != (cfg.text_encoder.source is not None):
                 continue
         else:

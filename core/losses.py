@@ -33,6 +33,12 @@ def _key(a: str, b: str) -> str:
     return f"{a}-{b}"
 
 
+def _club(critics: nn.ModuleDict, key: str) -> NCECLUB:
+    critic = critics[key]
+    assert isinstance(critic, NCECLUB)
+    return critic
+
+
 @dataclass
 class LossOutput:
     total: Tensor
@@ -95,12 +101,12 @@ class FineLoss(nn.Module):
             k = _key(a, b)
             if self.uni is not None:
                 ua, ub = (feats[m].ftre.unique[rows].mean(1) for m in (a, b))  # type: ignore[index]
-                total = total + self.uni[k].critic_loss(ua, ub)
+                total = total + _club(self.uni, k).critic_loss(ua, ub)
             if self.str_ is not None and self.str_label is not None:
                 ey = self.str_label(self._norm_label(labels[rows]))
                 sa, sb = (feats[m].ftre.shared_tr[rows].mean(1).detach() for m in (a, b))  # type: ignore[index]
                 xa, xb = torch.cat([sa, ey], -1), torch.cat([sb, ey], -1)
-                total = total + self.str_[k].critic_loss(xa, xb, detach_inputs=False)
+                total = total + _club(self.str_, k).critic_loss(xa, xb, detach_inputs=False)
         return total
 
     # -- the model step ----------------------------------------------------------------------------

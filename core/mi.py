@@ -30,11 +30,11 @@ class ConcatCritic(nn.Module):
         """``frozen=True`` uses detached weights: gradients reach x and y but not the critic."""
         lin = torch.nn.functional.linear
 
-        def w(p: Tensor | None) -> Tensor | None:
-            return None if p is None else (p.detach() if frozen else p)
+        def w(p: Tensor) -> Tensor:
+            return p.detach() if frozen else p
 
         hx = lin(x, w(self.fx.weight), w(self.fx.bias))
-        hy = lin(y, w(self.fy.weight), None)
+        hy = lin(y, w(self.fy.weight))
         h = torch.relu(hx[:, None, :] + hy[None, :, :])  # (B, B, H)
         return lin(h, w(self.out.weight), w(self.out.bias)).squeeze(-1)
 

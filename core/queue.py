@@ -28,6 +28,11 @@ def label_class(labels: Tensor, num_classes: int) -> Tensor:
 
 
 class DynamicContrastiveQueue(nn.Module):
+    feats: Tensor  # (C, K, dim)
+    labels: Tensor  # (C, K)
+    ptr: Tensor  # (C,) next write slot per class
+    count: Tensor  # (C,) filled slots per class
+
     def __init__(self, dim: int, size: int = 256, num_classes: int = 3) -> None:
         super().__init__()
         self.dim, self.size, self.num_classes = dim, size, num_classes

@@ -51,7 +51,7 @@ class TextEncoder(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.finetune = finetune
-        self.hidden_size = int(backbone.config.hidden_size)
+        self.hidden_size = int(backbone.config.hidden_size)  # type: ignore[union-attr,arg-type]
         for name, p in self.backbone.named_parameters():
             # the pooler head is never used (we take token states): keep it out of the optimiser
             p.requires_grad_(finetune and not name.startswith("pooler."))

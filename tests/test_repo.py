@@ -75,3 +75,10 @@ def test_readme_main_command_works_from_a_fresh_clone(tmp_path):
     assert (clone / "runs" / "demo" / "model" / "model.safetensors").exists()
     mae = float(re.search(r"MAE=([0-9.]+)", r.stdout).group(1))
     assert mae < 1.0, r.stdout
+
+
+def test_mypy_is_clean_on_core():
+    r = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental", "core"], cwd=REPO, capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stdout[-3000:]
