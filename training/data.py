@@ -41,7 +41,9 @@ class Dataset:
         return len(self.samples)
 
     def subset(self, indices: Sequence[int], name: str | None = None) -> Dataset:
-        return Dataset(name or self.name, [self.samples[i] for i in indices], self.feature_dims, self.label_range)
+        return Dataset(
+            name or self.name, [self.samples[i] for i in indices], self.feature_dims, self.label_range
+        )
 
     def labels(self) -> np.ndarray:
         return np.array([s.label for s in self.samples], dtype=np.float64)
