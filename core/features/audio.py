@@ -17,6 +17,8 @@ Per frame, in this order (``dim = n_mels + 5``):
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,6 +51,7 @@ class AudioFeatureConfig:
     f0_min: float = 70.0
     f0_max: float = 400.0
     voicing_threshold: float = 0.45
+    octave_cost: float = 0.02  # per octave of lag: prefer the shortest of equally good periods (Boersma 1993)
     silence_dbfs: float = -45.0  # frames quieter than this are inactive (and never voiced)
     min_active: float = 0.05  # a clip is "present" when at least this fraction of frames is active
 
@@ -68,6 +71,7 @@ class AudioFeatureConfig:
             "(need two periods per frame)",
         )
         _check(0 < self.voicing_threshold < 1, "audio.voicing_threshold must be in (0, 1)")
+        _check(0 <= self.octave_cost < 1, "audio.octave_cost must be in [0, 1)")
         _check(0 <= self.min_active <= 1, "audio.min_active must be in [0, 1]")
 
     @property
@@ -77,6 +81,18 @@ class AudioFeatureConfig:
     @property
     def dim(self) -> int:
         return self.n_mels + len(PROSODY)
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    if threads != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if threads != 1:
+            torch.set_num_threads(threads)
 
 
 def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
@@ -131,6 +147,8 @@ class AudioFeatureExtractor:
         w_ac = np.fft.irfft(np.abs(np.fft.rfft(w, self._fft_n)) ** 2)
         self._window_ac = torch.from_numpy((w_ac[: self._lag_hi + 2] / w_ac[0]).astype(np.float32))
         self._silence = cfg.silence_dbfs / 10.0  # in log10 mean-square units
+        lags = torch.arange(self._lag_lo, self._lag_hi + 1, dtype=torch.float32)
+        self._octave_penalty = cfg.octave_cost * torch.log2(lags / self._lag_lo)
 
     @property
     def profile(self) -> ModalityProfile:
@@ -148,19 +166,22 @@ class AudioFeatureExtractor:
                 "fmax": cfg.fmax,
                 "f0_range": [cfg.f0_min, cfg.f0_max],
                 "voicing_threshold": cfg.voicing_threshold,
+                "octave_cost": cfg.octave_cost,
             },
         )
 
     def compute_frames(self, frames: np.ndarray) -> np.ndarray:
         """``(n, frame_length)`` samples -> ``(n, dim)`` float32 features; rows are independent.
 
-        Runs on torch's CPU kernels (MKL FFT and GEMM are several times faster than numpy's here).
+        Runs on torch's CPU kernels (MKL FFT and GEMM are several times faster than numpy's here), on
+        one intra-op thread: a few frames at a time gain nothing from threads, and on a busy machine
+        (capture, ASR and inference threads) OpenMP's spinning pool made small calls ~100x slower.
         """
         cfg = self.config
         n = frames.shape[0]
         if n == 0:
             return np.zeros((0, cfg.dim), dtype=np.float32)
-        with torch.no_grad():
+        with torch.inference_mode(), _one_thread():
             x = torch.from_numpy(np.array(frames, dtype=np.float32))  # always a private, writable copy
             spec = torch.fft.rfft(x * self._window, n=self._fft_n, dim=1)  # (n, L + 1)
             power = spec.real.square() + spec.imag.square()
@@ -185,8 +206,10 @@ class AudioFeatureExtractor:
         ac = torch.fft.irfft(power, n=self._fft_n, dim=1)[:, : self._lag_hi + 2]
         norm = ac / ac[:, :1].clamp_min(1e-20) / self._window_ac
         lo, hi = self._lag_lo, self._lag_hi
-        peak, i = norm[:, lo : hi + 1].max(dim=1)
-        lag = (i + lo)[:, None]
+        seg = norm[:, lo : hi + 1]
+        i = (seg - self._octave_penalty).argmax(dim=1, keepdim=True)
+        peak = seg.gather(1, i)[:, 0]
+        lag = i + lo
         # parabolic interpolation around the peak (neighbours always exist: lo >= 2, hi + 1 < len)
         a = norm.gather(1, lag - 1)[:, 0]
         c = norm.gather(1, lag + 1)[:, 0]

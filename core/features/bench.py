@@ -14,6 +14,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +26,33 @@ from core.errors import FineError
 log = logging.getLogger(__name__)
 
 
-def _pin_one_core(cores: int) -> str:
+@contextmanager
+def _cores(n: int) -> Iterator[str]:
+    """Run on ``n`` CPU cores (affinity + torch/OpenCV threads); restored afterwards."""
     import torch
 
-    torch.set_num_threads(cores)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(n)
     try:
         import cv2
 
-        cv2.setNumThreads(cores)
+        cv2_threads = cv2.getNumThreads()
+        cv2.setNumThreads(n)
     except ImportError:
-        pass
-    if hasattr(os, "sched_setaffinity"):
-        allowed = sorted(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, set(allowed[:cores]))
-        return f"pinned to CPU {allowed[:cores]}"
-    return "not pinned (no sched_setaffinity)"
+        cv2, cv2_threads = None, 0
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    try:
+        if allowed is not None:
+            os.sched_setaffinity(0, set(allowed[:n]))
+            yield f"pinned to CPU {allowed[:n]}"
+        else:
+            yield "not pinned (no sched_setaffinity)"
+    finally:
+        if allowed is not None:
+            os.sched_setaffinity(0, set(allowed))
+        torch.set_num_threads(threads)
+        if cv2 is not None:
+            cv2.setNumThreads(cv2_threads)
 
 
 def _synthetic_speech(seconds: float, sr: int = 16000) -> np.ndarray:
@@ -82,7 +96,7 @@ def _timed(fn: Any) -> float:
     return time.perf_counter() - t0
 
 
-def bench_vision(video: Path, frames: int = 150, width: int = 640, height: int = 360) -> dict[str, float]:
+def bench_vision(video: Path, frames: int = 150, width: int = 640, height: int = 360) -> dict[str, Any]:
     import cv2
 
     from core.features.decode import iter_video_frames
@@ -139,22 +153,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = p.parse_args(argv)
     try:
-        pinned = _pin_one_core(args.cores)
-        if args.audio is not None:
-            from core.features.decode import load_audio
-
-            signal = load_audio(args.audio)
-            source = str(args.audio)
-        else:
-            signal, source = _synthetic_speech(args.seconds), f"generated {args.seconds:g} s"
-        audio = bench_audio(signal)
-        vision = bench_vision(args.video, args.frames) if args.video is not None else None
+        with _cores(args.cores) as pinned:
+            audio, vision, source = _run(args)
     except FineError as exc:
         print(f"fine bench features: {exc}", file=sys.stderr)
         return 2
+    _report(args, pinned, source, audio, vision)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> tuple[dict[str, float], dict[str, Any] | None, str]:
+    if args.audio is not None:
+        from core.features.decode import load_audio
+
+        signal, source = load_audio(args.audio), str(args.audio)
+    else:
+        signal, source = _synthetic_speech(args.seconds), f"generated {args.seconds:g} s"
+    audio = bench_audio(signal)
+    vision = bench_vision(args.video, args.frames) if args.video is not None else None
+    return audio, vision, source
+
+
+def _report(
+    args: argparse.Namespace, pinned: str, source: str, audio: dict[str, float], vision: dict[str, Any] | None
+) -> None:
     if args.json:
         print(json.dumps({"cores": args.cores, "audio": audio, "vision": vision}))
-        return 0
+        return
     print(f"cores: {args.cores} ({pinned})")
     print(
         f"audio ({source}, {audio['seconds']:.1f} s): offline {audio['offline_x_realtime']:.0f}x real time "
@@ -170,4 +195,3 @@ def main(argv: list[str] | None = None) -> int:
             f"primary-face selection {vision['select_ms']:.3f} ms, expression features {vision['expression_ms']:.3f} ms "
             "(decoding excluded)"
         )
-    return 0
