@@ -22,6 +22,7 @@ import json
 import logging
 import multiprocessing
 import sys
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,13 +175,15 @@ def _encode_clip(row: ClipRow, feats: Any) -> tuple[dict[str, np.ndarray], dict[
     return arrays, meta
 
 
-def _process(row: ClipRow, path: str, target: str, text_from_csv: bool) -> tuple[str, str | None]:
-    """Extract and write one clip (in a worker). Returns (key, error or None)."""
+def _process(
+    row: ClipRow, path: str, target: str, text_from_csv: bool, extractors: Any = None
+) -> tuple[str, str | None]:
+    """Extract and write one clip (in a worker, or in-process with ``extractors``). Returns (key, error)."""
     from safetensors.numpy import save
 
     text = row.text if text_from_csv else None
     try:
-        feats = _WORKER.extract_clip(path, text=text)
+        feats = (extractors or _WORKER).extract_clip(path, text=text)
     except FineError as exc:
         return row.key, str(exc)
     arrays, meta = _encode_clip(row, feats)
@@ -228,7 +231,8 @@ def build_cache(
     if not videos.is_dir():
         raise InputError(f"{videos}: --videos must be a directory (MMSA layout Raw/<video_id>/<clip_id>.mp4)")
     text_from_csv = not options.transcribe
-    profile = _extractors(options).profile  # loads the text encoder once here to learn its width
+    extractors = _extractors(options)
+    profile = extractors.profile  # loads the text encoder here to learn its width
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -253,38 +257,61 @@ def build_cache(
         key = next(iter(bad))
         raise InputError(f"{bad[key]} ({len(bad)} missing in all); pass --skip-bad to build without them")
     log.info("%d clips: %d to extract, %d already done, %d missing", len(rows), len(todo), skipped, len(bad))
-    ctx = multiprocessing.get_context("spawn")
     done = 0
     first_error: str | None = None
-    with (
-        ProcessPoolExecutor(
-            max_workers=max(1, workers), mp_context=ctx, initializer=_init_worker, initargs=(options,)
-        ) as pool,
-        tqdm(total=len(todo), desc="features", unit="clip", disable=not progress, file=sys.stderr) as bar,
-    ):
-        pending: set[Future[tuple[str, str | None]]] = {
-            pool.submit(_process, row, str(path), str(clip_file(out, row)), text_from_csv)
-            for row, path in todo
-        }
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                key, error = fut.result()
-                bar.update(1)
-                if error is None:
-                    done += 1
-                    continue
-                bad[key] = error
-                log.warning("bad clip %s: %s", key, error)
-                if not skip_bad and first_error is None:
-                    first_error = error
-                    for p in pending:
-                        p.cancel()
+    with tqdm(total=len(todo), desc="features", unit="clip", disable=not progress, file=sys.stderr) as bar:
+        for key, error in _run(todo, out, options, text_from_csv, workers, extractors):
+            bar.update(1)
+            if error is None:
+                done += 1
+                continue
+            bad[key] = error
+            log.warning("bad clip %s: %s", key, error)
+            if not skip_bad:
+                first_error = error
+                break
     _write_bad(out, bad)
     if first_error is not None:
         raise InputError(f"{first_error}; pass --skip-bad to list bad clips in {out / BAD} and go on")
     write_index(out, rows)
     return {"done": done, "skipped": skipped, "bad": len(bad), "bad_clips": bad}
+
+
+def _run(
+    todo: list[tuple[ClipRow, Path]],
+    out: Path,
+    options: BuildOptions,
+    text_from_csv: bool,
+    workers: int,
+    extractors: Any,
+) -> Iterator[tuple[str, str | None]]:
+    """Results in completion order: in this process for one worker, else in spawned worker processes
+    (one extractor set each, one thread each). Stopping the iteration cancels what has not started."""
+    if workers <= 1 or len(todo) <= 1:
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as in the workers: small per-clip work, threads only contend
+        try:
+            for row, path in todo:
+                yield _process(row, str(path), str(clip_file(out, row)), text_from_csv, extractors)
+        finally:
+            torch.set_num_threads(threads)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(options,)) as pool:
+        pending: set[Future[tuple[str, str | None]]] = {
+            pool.submit(_process, row, str(path), str(clip_file(out, row)), text_from_csv)
+            for row, path in todo
+        }
+        try:
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    yield fut.result()
+        finally:
+            for fut in pending:
+                fut.cancel()
 
 
 def _write_bad(out: Path, bad: dict[str, str]) -> None:

@@ -45,13 +45,13 @@ def test_bench_features_prints_numbers(samples_dir: Path, capsys: pytest.Capture
     from core.features.bench import main
 
     assert (
-        main(["--seconds", "3", "--video", str(samples_dir / "single_face.mp4"), "--frames", "15", "--json"])
+        main(["--seconds", "3", "--video", str(samples_dir / "single_face.mp4"), "--frames", "12", "--json"])
         == 0
     )
     out = json.loads(capsys.readouterr().out)
     assert (
         out["audio"]["offline_x_realtime"] > 20
     )  # loose: timing on shared CI machines; the real bar is 200x
-    assert out["vision"]["faces_found"] == 15 and out["vision"]["fps"] > 5
+    assert out["vision"]["faces_found"] == 12 and out["vision"]["fps"] > 5
     assert main(["--video", "/nonexistent.mp4"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
