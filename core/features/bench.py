@@ -96,18 +96,25 @@ def _timed(fn: Any) -> float:
     return time.perf_counter() - t0
 
 
-def bench_vision(video: Path, frames: int = 150, width: int = 640, height: int = 360) -> dict[str, Any]:
+def bench_vision(
+    video: Path, frames: int = 150, width: int = 640, height: int = 360, max_faces: int = 2
+) -> dict[str, Any]:
     import cv2
 
     from core.features.decode import iter_video_frames
-    from core.features.vision import VisionFeatureExtractor, expression_features, select_primary
+    from core.features.vision import (
+        VisionFeatureConfig,
+        VisionFeatureExtractor,
+        expression_features,
+        select_primary,
+    )
 
     images = [
         cv2.resize(f.rgb, (width, height)) for f in iter_video_frames(video, fps=None, max_frames=frames)
     ]
     if not images:
         raise FineError(f"{video}: no video frames to benchmark")
-    ex = VisionFeatureExtractor()
+    ex = VisionFeatureExtractor(VisionFeatureConfig(max_faces=max_faces))
     tracker = ex.tracker
     for img in images[:5]:  # warm-up (graph start, first detection)
         tracker.landmarks(img)
@@ -132,6 +139,7 @@ def bench_vision(video: Path, frames: int = 150, width: int = 640, height: int =
     return {
         "frames": n,
         "size": f"{width}x{height}",
+        "max_faces": max_faces,
         "faces_found": found,
         "facemesh_ms": 1e3 * t_mesh / n,
         "select_ms": 1e3 * t_sel / n,
@@ -149,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=60.0, help="length of the generated audio")
     p.add_argument("--video", type=Path, help="video with a face to time vision features on")
     p.add_argument("--frames", type=int, default=150, help="video frames to time")
+    p.add_argument("--max-faces", type=int, default=2, help="faces FaceMesh tracks (default 2, as extracted)")
     p.add_argument("--cores", type=int, default=1, help="CPU cores to use (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = p.parse_args(argv)
@@ -170,7 +179,9 @@ def _run(args: argparse.Namespace) -> tuple[dict[str, float], dict[str, Any] | N
     else:
         signal, source = _synthetic_speech(args.seconds), f"generated {args.seconds:g} s"
     audio = bench_audio(signal)
-    vision = bench_vision(args.video, args.frames) if args.video is not None else None
+    vision = (
+        bench_vision(args.video, args.frames, max_faces=args.max_faces) if args.video is not None else None
+    )
     return audio, vision, source
 
 
@@ -190,7 +201,8 @@ def _report(
         print("vision: skipped (pass --video FILE with a face)")
     else:
         print(
-            f"vision ({args.video}, {vision['frames']} frames at {vision['size']}, face on {vision['faces_found']}): "
+            f"vision ({args.video}, {vision['frames']} frames at {vision['size']}, max_faces {vision['max_faces']}, "
+            f"face on {vision['faces_found']}): "
             f"{vision['fps']:.0f} fps = {vision['total_ms']:.2f} ms/frame: facemesh {vision['facemesh_ms']:.2f} ms, "
             f"primary-face selection {vision['select_ms']:.3f} ms, expression features {vision['expression_ms']:.3f} ms "
             "(decoding excluded)"

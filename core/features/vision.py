@@ -14,6 +14,7 @@ in-plane rotation and most of yaw/pitch; the head pose itself is kept as three a
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -152,56 +153,64 @@ def select_primary(faces: list[Face], previous: tuple[float, float, float, float
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
-    return v / max(float(np.linalg.norm(v)), 1e-9)
+    return v / max(math.sqrt(float(v @ v)), 1e-9)
 
 
 def head_frame(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """Rotation ``(3, 3)`` (columns: face x, y, z axes in image coordinates), origin and scale."""
-    x = _unit(pts[EYE_OUT_L] - pts[EYE_OUT_R])
+    across = pts[EYE_OUT_L] - pts[EYE_OUT_R]
+    scale = max(math.sqrt(float(across @ across)), 1e-9)
+    x = across / scale
     up = pts[BRIDGE] - pts[SUBNASALE]
-    y = _unit(up - np.dot(up, x) * x)
-    z = np.cross(x, y)
-    scale = float(np.linalg.norm(pts[EYE_OUT_L] - pts[EYE_OUT_R]))
-    return np.stack([x, y, z], axis=1), pts[BRIDGE], max(scale, 1e-9)
+    y = _unit(up - float(up @ x) * x)
+    z = np.array([x[1] * y[2] - x[2] * y[1], x[2] * y[0] - x[0] * y[2], x[0] * y[1] - x[1] * y[0]])
+    return np.stack([x, y, z], axis=1), pts[BRIDGE], scale
+
+
+# (a, b) landmark pairs whose face-frame distance is a feature, and (a, b) pairs whose height difference
+# (y_a - y_b, y up) is one; in FEATURES order after the pose-free block is assembled below.
+_DIST = np.array(
+    [
+        (MOUTH_R, MOUTH_L),
+        (LIP_IN_UP, LIP_IN_LO),
+        (LIP_OUT_UP, SUBNASALE),
+        (CHIN, SUBNASALE),
+        (LID_UP_R, LID_LO_R),
+        (LID_UP_L, LID_LO_L),
+        (BROW_IN_R, BROW_IN_L),
+        (MOUTH_R, EYE_OUT_R),
+        (MOUTH_L, EYE_OUT_L),
+        (LIP_OUT_UP, LIP_OUT_LO),
+    ]
+)
+_RISE = np.array(
+    [(BROW_MID_R, LID_UP_R), (BROW_MID_L, LID_UP_L), (BROW_IN_R, EYE_IN_R), (BROW_IN_L, EYE_IN_L)]
+)
+_USED = np.unique(np.concatenate([_DIST.ravel(), _RISE.ravel(), [LID_LO_R, EYE_OUT_R, LID_LO_L, EYE_OUT_L]]))
 
 
 def expression_features(pts: np.ndarray) -> np.ndarray:
     """``(468, 3)`` pixel landmarks -> ``(20,)`` float32 features, in :data:`FEATURES` order."""
     rot, origin, scale = head_frame(pts)
-    q = (pts - origin) @ rot / scale  # face-frame coordinates, y up, inter-ocular distance = 1
-
-    def dist(i: int, j: int) -> float:
-        return float(np.linalg.norm(q[i] - q[j]))
-
+    q = np.zeros_like(pts)
+    q[_USED] = (pts[_USED] - origin) @ rot / scale  # face frame: y up, inter-ocular distance = 1
+    d = np.linalg.norm(q[_DIST[:, 0]] - q[_DIST[:, 1]], axis=1)
+    rise = q[_RISE[:, 0], 1] - q[_RISE[:, 1], 1]
     lip_mid_y = 0.5 * (q[LIP_IN_UP, 1] + q[LIP_IN_LO, 1])
     # Pose: relative to a frontal face, whose axes in image coordinates are (1,0,0), (0,-1,0), (0,0,-1).
     r = rot * np.array([1.0, -1.0, -1.0])
-    yaw = float(np.arcsin(np.clip(-r[2, 0], -1.0, 1.0)))
-    pitch = float(np.arctan2(r[2, 1], r[2, 2]))
-    roll = float(np.arctan2(r[1, 0], r[0, 0]))
-    values = (
-        dist(MOUTH_R, MOUTH_L),
-        dist(LIP_IN_UP, LIP_IN_LO),
-        q[MOUTH_R, 1] - lip_mid_y,
-        q[MOUTH_L, 1] - lip_mid_y,
-        dist(LIP_OUT_UP, SUBNASALE),
-        dist(CHIN, SUBNASALE),
-        dist(LID_UP_R, LID_LO_R),
-        dist(LID_UP_L, LID_LO_L),
-        q[BROW_MID_R, 1] - q[LID_UP_R, 1],
-        q[BROW_MID_L, 1] - q[LID_UP_L, 1],
-        q[BROW_IN_R, 1] - q[EYE_IN_R, 1],
-        q[BROW_IN_L, 1] - q[EYE_IN_L, 1],
-        dist(BROW_IN_R, BROW_IN_L),
-        dist(MOUTH_R, EYE_OUT_R),
-        dist(MOUTH_L, EYE_OUT_L),
-        dist(LIP_OUT_UP, LIP_OUT_LO),
-        0.5 * (q[LID_LO_R, 1] - q[EYE_OUT_R, 1] + q[LID_LO_L, 1] - q[EYE_OUT_L, 1]),
-        yaw,
-        pitch,
-        roll,
-    )
-    return np.asarray(values, dtype=np.float32)
+    out = np.empty(len(FEATURES), dtype=np.float32)
+    out[0:2] = d[0:2]  # mouth_width, mouth_open
+    out[2] = q[MOUTH_R, 1] - lip_mid_y
+    out[3] = q[MOUTH_L, 1] - lip_mid_y
+    out[4:8] = d[2:6]  # upper_lip_to_nose, jaw_drop, eye_open_r, eye_open_l
+    out[8:12] = rise  # brow_raise_r/l, inner_brow_raise_r/l
+    out[12:16] = d[6:10]  # brow_gap, mouth_corner_to_eye_r/l, lip_height
+    out[16] = 0.5 * (q[LID_LO_R, 1] - q[EYE_OUT_R, 1] + q[LID_LO_L, 1] - q[EYE_OUT_L, 1])
+    out[17] = np.arcsin(np.clip(-r[2, 0], -1.0, 1.0))  # yaw
+    out[18] = np.arctan2(r[2, 1], r[2, 2])  # pitch
+    out[19] = np.arctan2(r[1, 0], r[0, 0])  # roll
+    return out
 
 
 @dataclass
