@@ -102,3 +102,41 @@ def test_no_face_video_marks_vision_absent(samples_dir: Path) -> None:
     assert feats.presence["vision"] is False
     assert feats.vision is not None and feats.vision_present is not None and not feats.vision_present.any()
     assert feats.presence["audio"] is True  # the title card has a soundtrack
+
+
+@pytest.mark.parametrize(
+    ("blocked", "call", "hint"),
+    [
+        ("av", "core.features.decode:require_av", "fine-msa[features]"),
+        ("mediapipe.python.solutions", "core.features.vision:_mediapipe", "fine-msa[features]"),
+        ("faster_whisper", "core.features.transcribe:Transcriber", "fine-msa[asr]"),
+        ("transformers", "core.text_encoder:_transformers", "fine-msa[text]"),
+    ],
+)
+def test_missing_optional_packages_give_an_install_hint(
+    monkeypatch: pytest.MonkeyPatch, blocked: str, call: str, hint: str
+) -> None:
+    import importlib
+    import sys
+
+    from core.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, blocked, None)  # makes `import blocked` raise ImportError
+    module, name = call.split(":")
+    fn = getattr(importlib.import_module(module), name)
+    with pytest.raises(MissingDependencyError) as err:
+        fn()._load() if name == "Transcriber" else fn()
+    assert f"pip install '{hint}'" in str(err.value)
+
+
+def test_cli_prints_the_install_hint(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], samples_dir: Path
+) -> None:
+    import sys
+
+    from training.featcache import main
+
+    monkeypatch.setitem(sys.modules, "av", None)
+    assert main(["extract", str(samples_dir / "single_face.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert err == "fine features: decoding audio/video files needs PyAV: pip install 'fine-msa[features]'\n"
