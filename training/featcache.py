@@ -381,7 +381,10 @@ def load_cache(arg: str) -> dict[str, Dataset]:
     by_split: dict[str, list[Sample]] = {s: [] for s in SPLITS}
     for entry in json.loads((out / INDEX).read_text())["clips"]:
         by_split[entry["mode"]].append(read_clip(out, entry["file"]))
-    return {s: Dataset(f"cache:{out.name}:{s}", by_split[s], dims, label_range) for s in SPLITS}  # type: ignore[arg-type]
+    return {
+        s: Dataset(f"cache:{out.name}:{s}", by_split[s], dims, label_range, profile.to_dict())  # type: ignore[arg-type]
+        for s in SPLITS
+    }
 
 
 def cache_profile(out: Path) -> FeatureProfile:

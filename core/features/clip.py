@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +28,39 @@ class ExtractorConfig:
     audio: AudioFeatureConfig = field(default_factory=AudioFeatureConfig)
     vision: VisionFeatureConfig = field(default_factory=VisionFeatureConfig)
     text: TextFeatureConfig = field(default_factory=TextFeatureConfig)
+
+    @classmethod
+    def from_profile(cls, profile: FeatureProfile | dict[str, Any]) -> ExtractorConfig:
+        """Extractor settings that reproduce a model's feature profile (check with ``check_profile``)."""
+        if isinstance(profile, dict):
+            profile = FeatureProfile.from_dict(profile)
+        audio, vision, text = AudioFeatureConfig(), VisionFeatureConfig(), TextFeatureConfig()
+        if profile.audio is not None:
+            o, sr = profile.audio.options, profile.audio.sample_rate or audio.sample_rate
+            f0 = o.get("f0_range", [audio.f0_min, audio.f0_max])
+            audio = AudioFeatureConfig(
+                sample_rate=sr,
+                frame_length=int(o.get("frame_length", audio.frame_length)),
+                hop_length=round(sr / (profile.audio.frame_rate or audio.frame_rate)),
+                n_mels=int(o.get("n_mels", audio.n_mels)),
+                fmin=float(o.get("fmin", audio.fmin)),
+                fmax=float(o.get("fmax", audio.fmax)),
+                f0_min=float(f0[0]),
+                f0_max=float(f0[1]),
+                voicing_threshold=float(o.get("voicing_threshold", audio.voicing_threshold)),
+                octave_cost=float(o.get("octave_cost", audio.octave_cost)),
+            )
+        if profile.vision is not None:
+            vision = VisionFeatureConfig(
+                fps=profile.vision.frame_rate or vision.fps,
+                max_faces=int(profile.vision.options.get("max_faces", vision.max_faces)),
+            )
+        if profile.text is not None:
+            o = profile.text.options
+            text = TextFeatureConfig(
+                str(o.get("source", text.source)), int(o.get("max_length", text.max_length))
+            )
+        return cls(audio, vision, text)
 
 
 @dataclass

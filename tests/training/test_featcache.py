@@ -156,6 +156,9 @@ def test_loader_splits_and_round_trip(cache: tuple[Path, dict], raw: Path) -> No
     splits = load(f"cache:{out}")
     assert {k: len(v) for k, v in splits.items()} == {"train": 5, "valid": 2, "test": 2}
     assert splits["train"].feature_dims == {"text": 384, "audio": 45, "vision": 20}
+    assert (
+        splits["test"].feature_profile is not None and splits["test"].feature_profile["vision"]["dim"] == 20
+    )
     sample = {s.id: s for ds in splits.values() for s in ds.samples}
     assert sample["noface/0"].features["vision"] is None and sample["noface/0"].label == 1.0
     s = sample["smile/0"]
@@ -313,6 +316,7 @@ def test_train_fine_on_the_cache(cache: tuple[Path, dict], one_thread: None) -> 
     splits = load_cache(str(out))
     train = splits["train"]
     profile = cache_profile(out)
+    assert train.feature_profile == profile.to_dict()
     cfg = FineConfig(
         input_dims=train.feature_dims,
         d_model=32,

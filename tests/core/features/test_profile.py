@@ -51,3 +51,18 @@ def test_check_profile_accepts_match_and_names_mismatch() -> None:
         check_profile(None, running)
     with pytest.raises(FeatureProfileError, match="invalid"):
         check_profile({"audio": {"name": "x"}}, running)
+
+
+def test_extractor_config_from_a_models_profile_reproduces_it() -> None:
+    from core.features.audio import AudioFeatureConfig, AudioFeatureExtractor
+    from core.features.clip import ExtractorConfig
+    from core.features.vision import VisionFeatureConfig, VisionFeatureExtractor
+
+    audio = AudioFeatureExtractor(AudioFeatureConfig(hop_length=320, n_mels=24, f0_max=500.0)).profile
+    vision = VisionFeatureExtractor(VisionFeatureConfig(fps=10.0, max_faces=1)).profile
+    cfg = ExtractorConfig.from_profile(FeatureProfile(audio=audio, vision=vision).to_dict())
+    assert cfg.audio.hop_length == 320 and cfg.audio.n_mels == 24 and cfg.vision.fps == 10.0
+    running = FeatureProfile(
+        audio=AudioFeatureExtractor(cfg.audio).profile, vision=VisionFeatureExtractor(cfg.vision).profile
+    )
+    check_profile(FeatureProfile(audio=audio, vision=vision), running)
