@@ -118,6 +118,32 @@ def load_audio(path: str | os.PathLike[str], sample_rate: int = 16000) -> np.nda
     return audio
 
 
+class FrameSampler:
+    """Keeps a frame when its timestamp reaches the next tick of a ``1/fps`` grid (``fps=None``: every frame).
+
+    Offline decoding and live capture both use it, so a camera and a file at any native frame rate give
+    frames on the same grid.
+    """
+
+    def __init__(self, fps: float | None) -> None:
+        if fps is not None and fps <= 0:
+            raise ValueError(f"fps must be > 0 or None, got {fps}")
+        self.step = 1.0 / fps if fps else 0.0
+        self.next_tick = 0.0
+
+    def take(self, t: float) -> bool:
+        if not self.step:
+            return True
+        if t + 1e-6 < self.next_tick:
+            return False
+        while self.next_tick <= t + 1e-6:
+            self.next_tick += self.step
+        return True
+
+    def reset(self, start: float = 0.0) -> None:
+        self.next_tick = start
+
+
 @dataclass(frozen=True)
 class Frame:
     time: float  # seconds from the start of the stream
@@ -129,7 +155,7 @@ def iter_video_frames(
 ) -> Iterator[Frame]:
     """Yield RGB frames of the first video track, resampled to ``fps`` (``None``: every frame).
 
-    A frame is kept when its timestamp reaches the next tick of the ``1/fps`` grid, so the rate is
+    Frames are picked by :class:`FrameSampler` (the live camera path uses the same one), so the rate is
     the same whatever the file's own frame rate. Yields nothing when there is no video track.
     """
     av = require_av()
@@ -141,8 +167,7 @@ def iter_video_frames(
         base = stream.time_base
         start = stream.start_time or 0
         rate = float(stream.average_rate) if stream.average_rate else 25.0
-        next_tick, n_out, index = 0.0, 0, -1
-        step = 1.0 / fps if fps else 0.0
+        sampler, n_out, index = FrameSampler(fps), 0, -1
         try:
             for vframe in container.decode(stream):
                 index += 1
@@ -150,11 +175,8 @@ def iter_video_frames(
                     t = float((vframe.pts - start) * base)
                 else:
                     t = index / rate
-                if fps and t + 1e-6 < next_tick:
+                if not sampler.take(t):
                     continue
-                if fps:
-                    while next_tick <= t + 1e-6:
-                        next_tick += step
                 yield Frame(time=t, rgb=vframe.to_ndarray(format="rgb24"))
                 n_out += 1
                 if max_frames is not None and n_out >= max_frames:

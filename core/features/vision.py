@@ -229,8 +229,9 @@ class VisionFeatures:
 
 @dataclass
 class VisionFeatureExtractor:
-    """Per-frame face features with a stable primary face. ``process`` is the live entry point;
-    ``extract_file`` runs it over a video at ``config.fps``. Not thread-safe: one per stream."""
+    """Per-frame face features with a stable primary face. ``process`` is the live entry point (feed it
+    the camera frames that ``core.features.decode.FrameSampler(config.fps)`` keeps, as ``extract_file``
+    does for a file). Not thread-safe: one per stream."""
 
     config: VisionFeatureConfig = field(default_factory=VisionFeatureConfig)
     _tracker: FaceMeshTracker | None = None

@@ -140,3 +140,16 @@ def test_cli_prints_the_install_hint(
     assert main(["extract", str(samples_dir / "single_face.mp4")]) == 2
     err = capsys.readouterr().err
     assert err == "fine features: decoding audio/video files needs PyAV: pip install 'fine-msa[features]'\n"
+
+
+def test_frame_sampler_gives_the_same_grid_at_any_native_rate() -> None:
+    from core.features.decode import FrameSampler
+
+    def kept(native: float, fps: float, seconds: float = 2.0) -> list[float]:
+        s = FrameSampler(fps)
+        return [round(i / native, 3) for i in range(int(seconds * native)) if s.take(i / native)]
+
+    assert kept(30, 5) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8]
+    assert len(kept(25, 5)) == len(kept(60, 5)) == len(kept(23.976, 5)) == 10
+    assert len(kept(30, 60)) == 60  # asking for more than the native rate keeps every frame once
+    assert len(kept(30, None)) == 60  # type: ignore[arg-type]
