@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +33,12 @@ def _cores(n: int) -> Iterator[str]:
 
     threads = torch.get_num_threads()
     torch.set_num_threads(n)
-    try:
+    cv2: Any = None
+    with suppress(ImportError):
         import cv2
-
-        cv2_threads = cv2.getNumThreads()
+    cv2_threads = cv2.getNumThreads() if cv2 is not None else 0
+    if cv2 is not None:
         cv2.setNumThreads(n)
-    except ImportError:
-        cv2, cv2_threads = None, 0
     allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     try:
         if allowed is not None:
