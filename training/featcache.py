@@ -195,11 +195,32 @@ def _read_clip(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     from safetensors import safe_open
 
     arrays = {}
-    with safe_open(str(path), framework="numpy") as fh:
-        meta = fh.metadata() or {}
-        for k in fh.keys():  # noqa: SIM118 (safe_open is not a mapping)
-            arrays[k] = fh.get_tensor(k)
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            meta = fh.metadata() or {}
+            for k in fh.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                arrays[k] = fh.get_tensor(k)
+    except Exception as exc:  # SafetensorError, OSError, a truncated header ...
+        raise InputError(
+            f"{path}: unreadable cache file ({exc}); delete it and rebuild to re-extract"
+        ) from None
+    if not {"id", "presence", "transcript"} <= set(meta):
+        raise InputError(f"{path}: not a feature-cache clip (metadata missing); delete it and rebuild")
     return arrays, meta
+
+
+def _is_done(path: Path, row: ClipRow, text_from_csv: bool) -> bool:
+    """A clip is done when its file reads and, for CSV transcripts, was made from the same text."""
+    if not path.exists():
+        return False
+    try:
+        _, meta = _read_clip(path)
+    except InputError:
+        return False
+    if text_from_csv:
+        old = (json.loads(meta["transcript"]) or {}).get("text") or ""
+        return old == (row.text or "").strip()
+    return True
 
 
 def _check_manifest(out: Path, manifest: dict[str, Any]) -> None:
@@ -249,7 +270,7 @@ def build_cache(
         path = find_clip(videos, row)
         if path is None:
             bad[row.key] = f"no media file for {row.key} under {videos}"
-        elif clip_file(out, row).exists():
+        elif _is_done(clip_file(out, row), row, text_from_csv):
             skipped += 1
         else:
             todo.append((row, path))
@@ -342,7 +363,9 @@ def write_index(out: Path, rows: list[ClipRow]) -> None:
 # ---------------------------------------------------------------------------------------------- load
 
 
-def read_clip(out: Path, entry_file: str) -> Sample:
+def read_clip(out: Path, entry_file: str, label: float | None = None, mode: str | None = None) -> Sample:
+    """One cached clip as a Sample; ``label``/``mode`` (from the index, i.e. the latest label.csv) win
+    over the values stored when the clip was extracted."""
     arrays, meta = _read_clip(out / entry_file)
     presence = json.loads(meta["presence"])
     transcript = json.loads(meta["transcript"])
@@ -357,10 +380,10 @@ def read_clip(out: Path, entry_file: str) -> Sample:
     return Sample(
         id=key,
         features=feats,
-        label=float(meta["label"]),
+        label=float(meta["label"]) if label is None else float(label),
         text=None if transcript is None else transcript["text"],
         group=key.split("/")[0],
-        meta={"mode": meta["mode"], "transcript": transcript, "arrays": sorted(arrays)},
+        meta={"mode": mode or meta["mode"], "transcript": transcript, "arrays": sorted(arrays)},
     )
 
 
@@ -380,7 +403,7 @@ def load_cache(arg: str) -> dict[str, Dataset]:
     label_range = tuple(manifest.get("label_range", (-3.0, 3.0)))
     by_split: dict[str, list[Sample]] = {s: [] for s in SPLITS}
     for entry in json.loads((out / INDEX).read_text())["clips"]:
-        by_split[entry["mode"]].append(read_clip(out, entry["file"]))
+        by_split[entry["mode"]].append(read_clip(out, entry["file"], entry["label"], entry["mode"]))
     return {
         s: Dataset(f"cache:{out.name}:{s}", by_split[s], dims, label_range, profile.to_dict())  # type: ignore[arg-type]
         for s in SPLITS

@@ -372,3 +372,34 @@ def test_build_with_transcription(raw: Path, tmp_path: Path) -> None:
     assert "fellow americans" in s.text.lower()  # the first 3 s of jfk.flac
     words = s.meta["transcript"]["words"]
     assert len(words) >= 4 and all(0 <= w[1] <= w[2] <= 3.1 for w in words)
+
+
+def test_relabel_reuses_features_and_new_text_is_re_extracted(
+    cache: tuple[Path, dict], raw: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from training.featcache import BuildOptions, build_cache, load_cache
+
+    out = tmp_path / "cache"
+    shutil.copytree(cache[0], out)
+    rows = list(csv.DictReader((raw / "label.csv").read_text().splitlines()))
+    for r in rows:
+        if (r["video_id"], r["clip_id"]) == ("smile", "0"):
+            r["label"], r["mode"] = "2.5", "test"
+        if (r["video_id"], r["clip_id"]) == ("cry", "0"):
+            r["text"] = "I did not like it."
+    labels = tmp_path / "label.csv"
+    with open(labels, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    result = build_cache(raw, labels, out, BuildOptions(fps=5.0), progress=False)
+    assert result["done"] == 1 and result["skipped"] == len(CLIPS) - 1  # only the clip whose text changed
+    splits = load_cache(str(out))
+    by_id = {s.id: s for ds in splits.values() for s in ds.samples}
+    assert by_id["smile/0"].label == 2.5 and by_id["smile/0"] in splits["test"].samples
+    assert by_id["cry/0"].text == "I did not like it." and by_id["cry/0"].features["text"].shape[0] == 8
+    (out / "clips" / "grid" / "bbaf2n.safetensors").write_bytes(b"garbage")
+    with pytest.raises(InputError, match="unreadable cache file"):
+        load_cache(str(out))
