@@ -13,8 +13,14 @@ from training.data import Dataset
 Loader = Callable[[str], dict[str, Dataset]]
 _LOADERS: dict[str, tuple[str, str]] = {
     # scheme -> ("module:function", help). Imported lazily.
-    "synthetic": ("training.synthetic:load_synthetic", "generated planted-signal data; ARG: n_train (default 1200)"),
-    "cache": ("training.featcache:load_cache", "feature cache built by 'fine features build'; ARG: a directory"),
+    "synthetic": (
+        "training.synthetic:load_synthetic",
+        "generated planted-signal data; ARG: n_train (default 1200)",
+    ),
+    "cache": (
+        "training.featcache:load_cache",
+        "feature cache built by 'fine features build'; ARG: a directory",
+    ),
 }
 
 

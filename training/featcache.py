@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from core.artifact import atomic_write_bytes
+from core.config import ConfigError
 from core.errors import FineError, InputError
 from core.features.profile import FeatureProfile
 from training.data import Dataset, Sample
@@ -466,7 +467,10 @@ def _summary(feats: Any) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse has already printed
+        return int(exc.code or 0)
     try:
         if args.cmd == "build":
             opts = BuildOptions(args.transcribe, args.whisper_model, args.text_encoder, args.fps)
@@ -488,11 +492,12 @@ def main(argv: list[str] | None = None) -> int:
             ex = _extractors(BuildOptions(transcribe=args.transcribe, fps=args.fps))
             text = args.text if args.text is not None else (None if args.transcribe else "")
             print(json.dumps(_summary(ex.extract_clip(args.file, text=text))))
-    except FineError as exc:
+    except (FineError, ConfigError) as exc:
         print(f"fine features: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        print(f"fine features: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
+    except OSError as exc:  # e.g. a text encoder / Whisper model that is neither a directory nor reachable
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"fine features: {first}", file=sys.stderr)
         return 2
     return 0
 

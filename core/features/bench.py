@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from core.config import ConfigError
 from core.errors import FineError
 
 log = logging.getLogger(__name__)
@@ -159,11 +160,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-faces", type=int, default=2, help="faces FaceMesh tracks (default 2, as extracted)")
     p.add_argument("--cores", type=int, default=1, help="CPU cores to use (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    args = p.parse_args(argv)
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse has already printed
+        return int(exc.code or 0)
     try:
         with _cores(args.cores) as pinned:
             audio, vision, source = _run(args)
-    except FineError as exc:
+    except (FineError, ConfigError) as exc:
         print(f"fine bench features: {exc}", file=sys.stderr)
         return 2
     _report(args, pinned, source, audio, vision)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from core.config import ConfigError, TextEncoderConfig
+from core.errors import InputError
 from core.features.profile import ModalityProfile
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,12 @@ class TextFeatureExtractor:
     def _load(self) -> None:
         if self._encoder is None:
             from core.text_encoder import load_text_encoder, load_tokenizer
+
+            src = self.config.source
+            if src.startswith(("/", "./", "../", "~")) and not Path(src).expanduser().is_dir():
+                raise InputError(
+                    f"text encoder directory {src} does not exist; pass a directory, a hub id or packaged:minilm"
+                )
 
             cfg = TextEncoderConfig(
                 source=self.config.source, finetune=False, max_length=self.config.max_length
