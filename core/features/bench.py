@@ -97,7 +97,7 @@ def _timed(fn: Any) -> float:
 
 
 def bench_vision(
-    video: Path, frames: int = 150, width: int = 640, height: int = 360, max_faces: int = 2
+    video: Path, frames: int = 150, width: int = 640, height: int = 360, max_faces: int = 1
 ) -> dict[str, Any]:
     import cv2
 
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=60.0, help="length of the generated audio")
     p.add_argument("--video", type=Path, help="video with a face to time vision features on")
     p.add_argument("--frames", type=int, default=150, help="video frames to time")
-    p.add_argument("--max-faces", type=int, default=2, help="faces FaceMesh tracks (default 2, as extracted)")
+    p.add_argument("--max-faces", type=int, default=1, help="faces FaceMesh tracks (default 1, as extracted)")
     p.add_argument("--cores", type=int, default=1, help="CPU cores to use (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     try:
