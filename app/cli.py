@@ -16,11 +16,19 @@ from collections.abc import Callable, Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("training.cli:train_main", "train FINE (or a baseline) on a dataset or generated data"),
     "info": ("core.cli:info_main", "print a model artifact's config, feature profile and metrics"),
+    "features": (
+        "training.featcache:main",
+        "build a feature cache from recordings + label.csv; extract one file",
+    ),
 }
 
 # ``fine bench WHAT``: benchmarks print numbers; they are never timed tests.
 BENCHES: dict[str, tuple[str, str]] = {
     "model": ("core.bench:main", "parameter counts and forward latency of the FINE model (CPU)"),
+    "features": (
+        "core.features.bench:main",
+        "audio and vision feature extraction speed per stage (one core)",
+    ),
 }
 
 

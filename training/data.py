@@ -36,14 +36,16 @@ class Dataset:
     samples: list[Sample]
     feature_dims: dict[str, int]
     label_range: tuple[float, float] = (-3.0, 3.0)
+    # FeatureProfile.to_dict() of the extractors that made the features (feature caches); None for data
+    # whose features cannot be computed live. A trainer copies it into FineConfig.feature_profile.
+    feature_profile: dict[str, object] | None = None
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def subset(self, indices: Sequence[int], name: str | None = None) -> Dataset:
-        return Dataset(
-            name or self.name, [self.samples[i] for i in indices], self.feature_dims, self.label_range
-        )
+        samples = [self.samples[i] for i in indices]
+        return Dataset(name or self.name, samples, self.feature_dims, self.label_range, self.feature_profile)
 
     def labels(self) -> np.ndarray:
         return np.array([s.label for s in self.samples], dtype=np.float64)

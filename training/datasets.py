@@ -17,6 +17,10 @@ _LOADERS: dict[str, tuple[str, str]] = {
         "training.synthetic:load_synthetic",
         "generated planted-signal data; ARG: n_train (default 1200)",
     ),
+    "cache": (
+        "training.featcache:load_cache",
+        "feature cache built by 'fine features build'; ARG: a directory",
+    ),
 }
 
 

@@ -1,0 +1,1 @@
+"""Feature extractors (text, audio, vision) that run the same live and offline, and their profile."""

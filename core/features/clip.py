@@ -1,0 +1,124 @@
+"""All three extractors over one recorded clip (offline), and the profile they produce together.
+
+A missing track or a silent/faceless recording is an *absent* modality, not an error; a file that
+cannot be read at all raises :class:`core.errors.InputError` with one line naming it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.features.audio import AudioFeatureConfig, AudioFeatureExtractor
+from core.features.decode import decode_audio, probe
+from core.features.profile import FeatureProfile
+from core.features.text import TextFeatureConfig, TextFeatureExtractor, Transcript
+from core.features.transcribe import Transcriber
+from core.features.vision import VisionFeatureConfig, VisionFeatureExtractor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExtractorConfig:
+    audio: AudioFeatureConfig = field(default_factory=AudioFeatureConfig)
+    vision: VisionFeatureConfig = field(default_factory=VisionFeatureConfig)
+    text: TextFeatureConfig = field(default_factory=TextFeatureConfig)
+
+    @classmethod
+    def from_profile(cls, profile: FeatureProfile | dict[str, Any]) -> ExtractorConfig:
+        """Extractor settings that reproduce a model's feature profile (check with ``check_profile``)."""
+        if isinstance(profile, dict):
+            profile = FeatureProfile.from_dict(profile)
+        audio, vision, text = AudioFeatureConfig(), VisionFeatureConfig(), TextFeatureConfig()
+        if profile.audio is not None:
+            o, sr = profile.audio.options, profile.audio.sample_rate or audio.sample_rate
+            f0 = o.get("f0_range", [audio.f0_min, audio.f0_max])
+            audio = AudioFeatureConfig(
+                sample_rate=sr,
+                frame_length=int(o.get("frame_length", audio.frame_length)),
+                hop_length=round(sr / (profile.audio.frame_rate or audio.frame_rate)),
+                n_mels=int(o.get("n_mels", audio.n_mels)),
+                fmin=float(o.get("fmin", audio.fmin)),
+                fmax=float(o.get("fmax", audio.fmax)),
+                f0_min=float(f0[0]),
+                f0_max=float(f0[1]),
+                voicing_threshold=float(o.get("voicing_threshold", audio.voicing_threshold)),
+                octave_cost=float(o.get("octave_cost", audio.octave_cost)),
+            )
+        if profile.vision is not None:
+            vision = VisionFeatureConfig(
+                fps=profile.vision.frame_rate or vision.fps,
+                max_faces=int(profile.vision.options.get("max_faces", vision.max_faces)),
+            )
+        if profile.text is not None:
+            o = profile.text.options
+            text = TextFeatureConfig(
+                str(o.get("source", text.source)), int(o.get("max_length", text.max_length))
+            )
+        return cls(audio, vision, text)
+
+
+@dataclass
+class ClipFeatures:
+    """Arrays of one clip. ``None`` where a modality has no data at all; ``presence`` is what the model sees."""
+
+    audio: np.ndarray | None  # (n_a, 45) every frame, also when silent
+    vision: np.ndarray | None  # (n_v, 20) every sampled frame, zeros where no face
+    vision_present: np.ndarray | None  # (n_v,) bool
+    vision_times: np.ndarray | None  # (n_v,) seconds
+    text: np.ndarray | None  # (t, d) token embeddings
+    text_ids: np.ndarray | None  # (t,) int64
+    transcript: Transcript | None
+    presence: dict[str, bool]
+    duration: float | None
+
+
+class FeatureExtractors:
+    """Text, audio and vision extractors built from one config; reused across clips (one per process)."""
+
+    def __init__(self, config: ExtractorConfig | None = None, transcriber: Transcriber | None = None) -> None:
+        self.config = config or ExtractorConfig()
+        self.audio = AudioFeatureExtractor(self.config.audio)
+        self.vision = VisionFeatureExtractor(self.config.vision)
+        self.text = TextFeatureExtractor(self.config.text)
+        self.transcriber = transcriber
+
+    @property
+    def profile(self) -> FeatureProfile:
+        return FeatureProfile(text=self.text.profile, audio=self.audio.profile, vision=self.vision.profile)
+
+    def extract_clip(self, path: str | os.PathLike[str], text: str | None = None) -> ClipFeatures:
+        """Features of a media file. ``text``: the transcript; ``None`` means transcribe (if a
+        transcriber is set) or leave text absent."""
+        info = probe(path)
+        signal = decode_audio(path, self.config.audio.sample_rate) if info.has_audio else None
+        audio = self.audio.extract(signal) if signal is not None else None
+        vis = self.vision.extract_file(path) if info.has_video else None
+        transcript = None
+        if text is not None and text.strip():
+            transcript = Transcript(text=text.strip())
+        elif text is None and self.transcriber is not None and audio is not None and audio.present:
+            assert signal is not None
+            transcript = self.transcriber.transcribe(signal)
+        tf = self.text.encode(transcript.text) if transcript is not None and transcript.text else None
+        presence = {
+            "text": tf is not None,
+            "audio": audio is not None and audio.present,
+            "vision": vis is not None and self.vision.is_present(vis),
+        }
+        return ClipFeatures(
+            audio=None if audio is None else audio.features,
+            vision=None if vis is None else vis.features,
+            vision_present=None if vis is None else vis.present,
+            vision_times=None if vis is None else vis.times,
+            text=None if tf is None else tf.embeddings,
+            text_ids=None if tf is None else tf.ids,
+            transcript=transcript,
+            presence=presence,
+            duration=info.duration,
+        )

