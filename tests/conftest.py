@@ -3,7 +3,12 @@ cleanly when it is absent."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Idle OpenMP threads sleep instead of spinning: on a busy 2-core machine spinning threads made small
+# torch calls up to 100x slower. Must be set before torch initialises OpenMP.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
 import torch
