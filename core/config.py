@@ -40,9 +40,11 @@ class MoQConfig:
     num_queries: int = 8
     num_blocks: int = 2
     num_heads: int = 4
+    ffn_mult: int = 4  # expert FFN width = ffn_mult · d_model
     dropout: float = 0.1
 
     def __post_init__(self) -> None:
+        _check(self.ffn_mult >= 1, f"moq.ffn_mult must be >= 1, got {self.ffn_mult}")
         _check(self.num_experts >= 1, f"moq.num_experts must be >= 1, got {self.num_experts}")
         _check(self.num_queries >= 1, f"moq.num_queries must be >= 1, got {self.num_queries}")
         _check(self.num_blocks >= 1, f"moq.num_blocks must be >= 1, got {self.num_blocks}")

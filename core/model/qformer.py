@@ -26,7 +26,7 @@ class QFormerBlock(nn.Module):
     ``(b, H, E·q, dh)`` against the shared keys, so no key/value tensor is ever copied per expert.
     """
 
-    def __init__(self, d: int, heads: int, experts: int, dropout: float) -> None:
+    def __init__(self, d: int, heads: int, experts: int, dropout: float, ffn_mult: int = 4) -> None:
         super().__init__()
         self.h, self.dh = heads, d // heads
         self.norm_sa = ExpertLayerNorm(experts, d)
@@ -37,8 +37,8 @@ class QFormerBlock(nn.Module):
         self.kv_ca = nn.Linear(d, 2 * d)  # shared by experts: the sequence is projected once
         self.out_ca = ExpertLinear(experts, d, d)
         self.norm_ff = ExpertLayerNorm(experts, d)
-        self.ff1 = ExpertLinear(experts, d, 4 * d)
-        self.ff2 = ExpertLinear(experts, 4 * d, d)
+        self.ff1 = ExpertLinear(experts, d, ffn_mult * d)
+        self.ff2 = ExpertLinear(experts, ffn_mult * d, d)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, h: Tensor, kv_seq: Tensor, key_mask: Tensor) -> Tensor:
@@ -69,7 +69,8 @@ class MixtureOfQFormers(nn.Module):
         self.queries = nn.Parameter(torch.randn(self.experts, cfg.num_queries, d) * 0.02)
         self.seq_norm = nn.LayerNorm(d)
         self.blocks = nn.ModuleList(
-            QFormerBlock(d, cfg.num_heads, self.experts, cfg.dropout) for _ in range(cfg.num_blocks)
+            QFormerBlock(d, cfg.num_heads, self.experts, cfg.dropout, cfg.ffn_mult)
+            for _ in range(cfg.num_blocks)
         )
         self.out_norm = nn.LayerNorm(d)
         self.router = nn.Linear(d, self.experts) if self.experts > 1 else None
