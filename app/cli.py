@@ -16,11 +16,16 @@ from collections.abc import Callable, Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("training.cli:train_main", "train FINE (or a baseline) on a dataset or generated data"),
     "info": ("core.cli:info_main", "print a model artifact's config, feature profile and metrics"),
+    "export": ("export.cli:main", "export a model to ONNX (and a TensorRT engine), checked against torch"),
 }
 
 # ``fine bench WHAT``: benchmarks print numbers; they are never timed tests.
 BENCHES: dict[str, tuple[str, str]] = {
     "model": ("core.bench:main", "parameter counts and forward latency of the FINE model (CPU)"),
+    "runtime": (
+        "export.bench:main",
+        "latency/throughput of every available runner (torch, onnxruntime, TensorRT)",
+    ),
 }
 
 
