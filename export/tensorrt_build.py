@@ -127,32 +127,24 @@ def profile_shapes(onnx_path: str | Path, options: EngineOptions) -> dict[str, t
 def cast_onnx_fp16(onnx_path: str | Path, out: str | Path) -> Path:
     """Write an FP16 copy of the graph with FP32/bool/int64 inputs and outputs (TensorRT 11 FP16).
 
-    LayerNormalization, Softmax and the reductions keep FP32 (they overflow or lose too much in FP16).
+    Uses NVIDIA ModelOpt AutoCast when it is installed (TensorRT 11's documented path), else the
+    built-in caster :func:`export.fp16.cast_file_fp16` (FP32 islands for normalisation, softmax and
+    position codes).
     """
-    import onnx
-
-    out = Path(out)
     try:
+        import onnx
         from modelopt.onnx.autocast import convert_to_mixed_precision  # type: ignore[import-not-found]
-
-        model = convert_to_mixed_precision(
-            onnx_path=str(onnx_path), low_precision_type="fp16", keep_io_types=True
-        )
-        log.info("cast to FP16 with ModelOpt AutoCast")
     except ImportError:
-        try:
-            from onnxconverter_common import float16  # type: ignore[import-not-found]
-        except ImportError:
-            raise MissingDependencyError(
-                "an FP16 graph for TensorRT 11 needs nvidia-modelopt or onnxconverter-common: "
-                "pip install onnxconverter-common"
-            ) from None
-        model = onnx.load(str(onnx_path))
-        block = ["LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "Pow", "Sqrt", "Erf", "Exp"]
-        model = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block)
-        log.info("cast to FP16 with onnxconverter-common (kept FP32: %s)", ", ".join(block))
+        from export.fp16 import cast_file_fp16
+
+        log.info("casting to FP16 with the built-in caster (nvidia-modelopt not installed)")
+        return cast_file_fp16(onnx_path, out)
+    model = convert_to_mixed_precision(
+        onnx_path=str(onnx_path), low_precision_type="fp16", keep_io_types=True
+    )
     onnx.save(model, str(out))
-    return out
+    log.info("cast to FP16 with ModelOpt AutoCast")
+    return Path(out)
 
 
 def gpu_id() -> str:

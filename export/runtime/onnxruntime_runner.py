@@ -22,6 +22,14 @@ PROVIDERS = {
     "tensorrt": "TensorrtExecutionProvider",
 }
 
+# "extended" for FP16 graphs on CPU: onnxruntime 1.32's level-ALL CPU layout passes crash on them.
+OPTIMIZATION_LEVELS = {
+    "all": "ORT_ENABLE_ALL",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "basic": "ORT_ENABLE_BASIC",
+    "none": "ORT_DISABLE_ALL",
+}
+
 
 def import_onnxruntime() -> Any:
     try:
@@ -60,6 +68,7 @@ class OnnxRuntimeRunner(Runner):
         text_encoder_path: str | os.PathLike[str] | None = None,
         trt_cache_dir: str | os.PathLike[str] | None = None,
         trt_fp16: bool = True,
+        optimization: str = "all",
     ) -> None:
         super().__init__()
         if provider not in PROVIDERS:
@@ -74,6 +83,9 @@ class OnnxRuntimeRunner(Runner):
         self.text_encoder_path = Path(text_encoder_path) if text_encoder_path else None
         self.trt_cache_dir = Path(trt_cache_dir) if trt_cache_dir else None
         self.trt_fp16 = trt_fp16
+        if optimization not in OPTIMIZATION_LEVELS:
+            raise InputError(f"optimization must be one of {list(OPTIMIZATION_LEVELS)}, got {optimization!r}")
+        self.optimization = optimization
         self.name = f"onnxruntime-{provider}"
         self.metadata: dict[str, str] = {}
         self._session: Any = None
@@ -82,7 +94,9 @@ class OnnxRuntimeRunner(Runner):
 
     def _session_options(self, ort: Any) -> Any:
         so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.graph_optimization_level = getattr(
+            ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[self.optimization]
+        )
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.log_severity_level = 3
         if self.threads:
