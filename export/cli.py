@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from core.artifact import load_model, read_config
     from core.errors import InputError
     from export.onnx_export import ExportOptions, export_onnx
-    from export.tensorrt_build import EngineOptions, build_engine
+    from export.tensorrt_build import EngineOptions, build_engine, import_tensorrt
 
     if not args.onnx and not args.tensorrt:
         raise InputError("nothing to do: pass --onnx OUT and/or --tensorrt OUT")
@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
             calibration=args.calibration,
             cache_dir=args.cache_dir,
         )
+        import_tensorrt()  # fail fast, before the export, with the install hint
     model = load_model(args.model)
     card = read_config(args.model).get("card")
     onnx_out = Path(args.onnx) if args.onnx else Path(args.tensorrt).with_suffix(".onnx")
