@@ -69,7 +69,9 @@ class EngineOptions:
     length: tuple[int, int, int] = (1, 50, 256)
     lengths: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     workspace_mib: int = 2048
-    calibration: str | None = None  # .npz of graph feeds (INT8 on TensorRT 10 only)
+    # INT8 (TensorRT 10 only): .npz of graph feeds, name -> (n_batches, *opt shape); TensorRT calibrates
+    # at the profile's opt shapes, so every batch must have them.
+    calibration: str | None = None
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:

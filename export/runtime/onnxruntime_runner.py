@@ -52,6 +52,28 @@ def available_providers() -> list[str]:
     return [short for short, full in PROVIDERS.items() if full in have]
 
 
+def tensorrt_ep_options(onnx_path: Path, cache: Path, fp16: bool) -> dict[str, Any]:
+    """TensorRT execution provider options: FP16, engine + timing cache, and explicit min/opt/max
+    profiles (the same defaults as native engines) so dynamic shapes never trigger a rebuild."""
+    from export.tensorrt_build import EngineOptions, profile_shapes
+
+    cache.mkdir(parents=True, exist_ok=True)
+    shapes = profile_shapes(onnx_path, EngineOptions())
+
+    def spec(i: int) -> str:
+        return ",".join(f"{name}:{'x'.join(str(d) for d in dims[i])}" for name, dims in shapes.items())
+
+    return {
+        "trt_fp16_enable": fp16,
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(cache),
+        "trt_timing_cache_enable": True,
+        "trt_profile_min_shapes": spec(0),
+        "trt_profile_opt_shapes": spec(1),
+        "trt_profile_max_shapes": spec(2),
+    }
+
+
 class OnnxRuntimeRunner(Runner):
     """Run an exported ``.onnx``. ``provider``: cpu | cuda | tensorrt (CPU is always the fallback).
 
@@ -115,14 +137,7 @@ class OnnxRuntimeRunner(Runner):
         providers: list[Any] = []
         if self.provider == "tensorrt":
             cache = self.trt_cache_dir or self.path.parent / "trt_cache"
-            cache.mkdir(parents=True, exist_ok=True)
-            options = {
-                "trt_fp16_enable": self.trt_fp16,
-                "trt_engine_cache_enable": True,
-                "trt_engine_cache_path": str(cache),
-                "trt_timing_cache_enable": True,
-            }
-            providers.append((wanted, options))
+            providers.append((wanted, tensorrt_ep_options(self.path, cache, self.trt_fp16)))
         if self.provider in ("tensorrt", "cuda") and "CUDAExecutionProvider" in have:
             providers.append("CUDAExecutionProvider")
         providers.append("CPUExecutionProvider")

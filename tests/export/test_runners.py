@@ -89,3 +89,14 @@ def test_tensorrt_runner_without_tensorrt_fails_cleanly(tmp_path) -> None:  # ty
     with pytest.raises(MissingDependencyError, match="pip install tensorrt"):
         runner.activate()
     assert "tensorrt" not in available_backends()
+
+
+def test_tensorrt_execution_provider_options(small_onnx, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from export.runtime.onnxruntime_runner import tensorrt_ep_options
+
+    opts = tensorrt_ep_options(small_onnx, tmp_path / "trt_cache", fp16=True)
+    assert opts["trt_fp16_enable"] is True and (tmp_path / "trt_cache").is_dir()
+    mins = dict(item.split(":") for item in opts["trt_profile_min_shapes"].split(","))
+    maxs = dict(item.split(":") for item in opts["trt_profile_max_shapes"].split(","))
+    assert mins["presence"] == "1x3" and maxs["presence"] == "64x3"
+    assert mins["text"] == "1x1x16" and maxs["audio_mask"] == "64x256"
