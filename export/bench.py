@@ -46,15 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def time_call(fn: Callable[[], Any], iters: int, warmup: int) -> list[float]:
+def time_call(fn: Callable[[], Any], iters: int, warmup: int) -> tuple[list[float], list[float]]:
+    """Wall-clock and process CPU seconds of each call. On a busy machine wall time inflates with the
+    other load while CPU time (all threads of this process) does not: with one thread it is a fair
+    estimate of the unloaded latency."""
     for _ in range(warmup):
         fn()
-    out = []
+    wall, cpu = [], []
     for _ in range(iters):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
-        out.append(time.perf_counter() - t0)
-    return out
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return wall, cpu
 
 
 def _percentile(xs: list[float], q: float) -> float:
@@ -123,7 +127,10 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"fine bench runtime: seq len {args.length}, {args.iters} iters, torch threads {torch.get_num_threads()}"
     )
-    header = f"{'backend':<22} {'text enc':<8} {'call':<8} {'batch':>5} {'p50 ms':>9} {'p95 ms':>9} {'samples/s':>10}"
+    header = (
+        f"{'backend':<22} {'text enc':<8} {'call':<8} {'batch':>5} {'p50 ms':>9} {'p95 ms':>9} {'samples/s':>10}"
+        f" {'cpu p50 ms':>10}"
+    )
     print(header)
     print("-" * len(header))
     medians: dict[tuple[str, str, str, int], float] = {}
@@ -144,12 +151,14 @@ def run(args: argparse.Namespace) -> int:
                         if args.contributions:
                             calls.append(("shapley", lambda f=feeds, r=runner: r.infer_feeds(f, True)))
                         for call, fn in calls:
-                            ts = time_call(fn, args.iters, args.warmup)
+                            ts, cpu = time_call(fn, args.iters, args.warmup)
                             p50, p95 = _percentile(ts, 50) * 1e3, _percentile(ts, 95) * 1e3
                             medians[(runner.name, label, call, b)] = p50
                             thr = b / statistics.fmean(ts)
+                            cpu50 = _percentile(cpu, 50) * 1e3
                             print(
                                 f"{runner.name:<22} {label:<8} {call:<8} {b:>5} {p50:>9.2f} {p95:>9.2f} {thr:>10.1f}"
+                                f" {cpu50:>10.2f}"
                             )
                             sys.stdout.flush()
     for (name, label, call, b), p50 in sorted(medians.items()):

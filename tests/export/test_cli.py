@@ -70,6 +70,6 @@ def test_fine_bench_runtime(artifact, capsys) -> None:  # type: ignore[no-untype
         for b in ("1", "8")
     }
     for r in rows:
-        p50, p95, thr = float(r[4]), float(r[5]), float(r[6])
-        assert 0 < p50 <= p95 and thr > 0
+        p50, p95, thr, cpu = float(r[4]), float(r[5]), float(r[6]), float(r[7])
+        assert 0 < p50 <= p95 and thr > 0 and cpu > 0
     assert "speed-up onnxruntime-cpu vs torch-cpu" in out
