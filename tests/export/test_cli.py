@@ -73,3 +73,16 @@ def test_fine_bench_runtime(artifact, capsys) -> None:  # type: ignore[no-untype
         p50, p95, thr, cpu = float(r[4]), float(r[5]), float(r[6]), float(r[7])
         assert 0 < p50 <= p95 and thr > 0 and cpu > 0
     assert "speed-up onnxruntime-cpu vs torch-cpu" in out
+
+
+def test_fine_export_text_encoder_outside(bert_model, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    artifact = save_model(bert_model, tmp_path / "bert_artifact")
+    out = tmp_path / "fusion.onnx"
+    assert (
+        fine(["export", str(artifact), "--onnx", str(out), "--text-encoder", "outside", "--no-simplify"]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert (tmp_path / "fusion.text_encoder.onnx").is_file()
+    assert "text input: embeddings" in printed and "parity:" in printed
+    worst = max(float(x.split()[-1]) for x in printed.split("max |Δ|")[1].strip().split(","))
+    assert worst < 1e-4
