@@ -118,8 +118,8 @@ def _runners(model: Any, onnx_path: Path, wanted: set[str] | None, threads: int 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from export.io import example_feeds
-    from export.onnx_export import ExportOptions, export_onnx
+    from export.io import TextInput, example_feeds
+    from export.onnx_export import ExportOptions, export_onnx, vocab_size
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -137,10 +137,8 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for label, model in _models(args):
             onnx_path = export_onnx(model, Path(tmp) / f"{label}.onnx", ExportOptions()).path
-            vocab = (
-                int(model.text_encoder.backbone.config.vocab_size) if model.text_encoder is not None else 100
-            )
-            text_input = "ids" if model.text_encoder is not None else "embeddings"
+            vocab = vocab_size(model)
+            text_input: TextInput = "ids" if model.text_encoder is not None else "embeddings"
             for runner in _runners(model, onnx_path, wanted, args.threads):
                 with runner:
                     for b in args.batch:

@@ -59,12 +59,13 @@ def verify(model: Any, onnx_path: Path, text_encoder_path: Path | None) -> float
     from core.config import MODALITIES
     from export.compare import compare_runners
     from export.io import example_feeds, feeds_to_tensors
+    from export.onnx_export import vocab_size
     from export.runtime.onnxruntime_runner import OnnxRuntimeRunner
     from export.runtime.torch_runner import TorchRunner
 
     ref = TorchRunner(model)  # token ids in; an outside encoder runs in onnxruntime before the graph
     ref.activate()
-    vocab = int(model.text_encoder.backbone.config.vocab_size) if model.text_encoder is not None else 100
+    vocab = vocab_size(model)
     batches = []
     for i, (b, t) in enumerate([(1, 5), (8, 37)]):
         lengths = {m: t + 3 * j for j, m in enumerate(MODALITIES)}

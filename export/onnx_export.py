@@ -95,7 +95,7 @@ class GraphModule(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         features = {"text": text, "audio": audio, "vision": vision}
         masks = {"text": text_mask, "audio": audio_mask, "vision": vision_mask}
-        return self.model.predict(features, masks, presence)
+        return self.model.predict(features, masks, presence)  # type: ignore[operator]
 
 
 class TextEncoderGraph(nn.Module):
@@ -124,6 +124,14 @@ def fusion_only(model: nn.Module) -> nn.Module:
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("text_encoder.")}
     clone.load_state_dict(state, strict=True)
     return clone.eval()
+
+
+def vocab_size(model: nn.Module, default: int = 100) -> int:
+    """The text encoder's vocabulary size (token ids for tracing and benchmarks), or ``default``."""
+    encoder = getattr(model, "text_encoder", None)
+    if encoder is None:
+        return default
+    return int(encoder.backbone.config.vocab_size)
 
 
 def text_input_of(model: nn.Module, text_encoder: str) -> TextInput:
@@ -258,7 +266,7 @@ def export_onnx(
     text_input = text_input_of(model, options.text_encoder)
     graph_model = model if text_input == "ids" else fusion_only(model)
     config: FineConfig = model.config  # type: ignore[assignment]
-    vocab = int(model.text_encoder.backbone.config.vocab_size) if model.text_encoder is not None else 100
+    vocab = vocab_size(model)
     lengths = {
         m: options.trace_length + i for i, m in enumerate(MODALITIES)
     }  # distinct, so axes stay distinct
@@ -298,9 +306,10 @@ def export_text_encoder(model: nn.Module, out: Path, options: ExportOptions) -> 
     """Write the model's text encoder alone: ``text_ids, text_mask -> text_embeddings``."""
     onnx = _onnx()
     encoder = model.text_encoder
-    assert encoder is not None
+    assert isinstance(encoder, nn.Module)
+    config: FineConfig = model.config  # type: ignore[assignment]
     b, t = options.trace_batch, options.trace_length
-    ids = torch.randint(1, min(int(encoder.backbone.config.vocab_size), 1000), (b, t))
+    ids = torch.randint(1, min(vocab_size(model), 1000), (b, t))
     mask = torch.ones(b, t, dtype=torch.bool)
     mask[0, t // 2 :] = False
     axes = {"text_ids": {0: "batch", 1: "t_text"}, "text_mask": {0: "batch", 1: "t_text"}}
@@ -316,7 +325,7 @@ def export_text_encoder(model: nn.Module, out: Path, options: ExportOptions) -> 
     )
     meta = {
         META_PREFIX + "role": "text_encoder",
-        META_PREFIX + "text_encoder_source": str(model.config.text_encoder.source),
+        META_PREFIX + "text_encoder_source": str(config.text_encoder.source),
     }
     _set_metadata(onnx, out, meta)
     if options.check:

@@ -111,7 +111,7 @@ def graph_inputs(onnx_path: str | Path) -> list[tuple[str, list[int | str]]]:
 
 def profile_shapes(onnx_path: str | Path, options: EngineOptions) -> dict[str, tuple[tuple[int, ...], ...]]:
     """``name -> (min, opt, max)`` shapes for every graph input, from its dynamic axis names."""
-    shapes = {}
+    shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
     for name, dims in graph_inputs(onnx_path):
         lo, opt, hi = [], [], []
         for d in dims:

@@ -44,7 +44,7 @@ class TorchRunner(Runner):
         if self.model is None:
             from core.artifact import load_model
 
-            self._bind(load_model(Path(self._source)))
+            self._bind(load_model(Path(str(self._source))))
         assert self.model is not None
         if self.threads:
             torch.set_num_threads(self.threads)
@@ -56,5 +56,5 @@ class TorchRunner(Runner):
         features = {m: x.to(self.device) for m, x in features.items()}
         masks = {m: x.to(self.device) for m, x in masks.items()}
         with torch.inference_mode():
-            score, unimodal = self.model.predict(features, masks, presence.to(self.device))
+            score, unimodal = self.model.predict(features, masks, presence.to(self.device))  # type: ignore[operator]
         return score.float().cpu().numpy(), unimodal.float().cpu().numpy()
