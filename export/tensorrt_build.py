@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 Precision = Literal["fp32", "fp16", "int8"]
 TENSORRT_HINT = (
     "TensorRT is not installed: on Jetson use JetPack 6's python3-libnvinfer (TensorRT 10.3); "
-    "on a desktop GPU 'pip install tensorrt' (CUDA 12), or use --backend onnxruntime"
+    "on a desktop GPU 'pip install tensorrt' (CUDA 12); without it, run the ONNX with onnxruntime"
 )
 
 
