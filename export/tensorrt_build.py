@@ -6,7 +6,7 @@ Works with TensorRT 10.x (JetPack 6 ships 10.3) and 11.x:
   ``BuilderFlag.INT8`` and an entropy calibrator over user-supplied feature batches.
 - **11.x** removed the precision builder flags; networks are always strongly typed, so FP16 means an
   FP16 ONNX: we cast the graph (``nvidia-modelopt`` AutoCast when installed, else
-  ``onnxconverter-common``; inputs and outputs stay FP32/bool/int64) and build that. INT8 there needs an
+  the built-in :mod:`export.fp16` caster; inputs and outputs stay FP32/bool/int64) and build that. INT8 there needs an
   explicitly quantised (Q/DQ) ONNX, which this module does not produce.
 
 Everything up to ``import tensorrt`` (options, profile shapes, FP16 casting, cache keys) runs and is
