@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "training.featcache:main",
         "build a feature cache from recordings + label.csv; extract one file",
     ),
+    "export": ("export.cli:main", "export a model to ONNX (and a TensorRT engine), checked against torch"),
 }
 
 # ``fine bench WHAT``: benchmarks print numbers; they are never timed tests.
@@ -28,6 +29,10 @@ BENCHES: dict[str, tuple[str, str]] = {
     "features": (
         "core.features.bench:main",
         "audio and vision feature extraction speed per stage (one core)",
+    ),
+    "runtime": (
+        "export.bench:main",
+        "latency/throughput of every available runner (torch, onnxruntime, TensorRT)",
     ),
 }
 
