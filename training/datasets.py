@@ -17,6 +17,10 @@ _LOADERS: dict[str, tuple[str, str]] = {
         "training.synthetic:load_synthetic",
         "generated planted-signal data; ARG: n_train (default 1200)",
     ),
+    "csv": ("training.textdata:load_label_csv", "MMSA label.csv, text only; ARG: path"),
+    "meld": ("training.textdata:load_meld", "MELD sentiment CSVs (pos/neu/neg -> +1/0/-1); ARG: folder"),
+    "mmsa": ("training.benchmarks:load_mmsa", "MMSA feature pickle (aligned_50.pkl ...); ARG: path"),
+    "misa": ("training.benchmarks:load_misa", "MISA/MMIM list pickle(s); ARG: .pkl or folder"),
 }
 
 
