@@ -1,6 +1,7 @@
 """MMIM (Han, Chen, Poria, EMNLP 2021), the baseline we ship beside FINE (METHOD.md §5).
 
-Model: text [CLS] from the transformer encoder (or the masked mean of pre-computed text embeddings),
+Model: text [CLS] (first token) of the transformer encoder or of pre-computed token embeddings (or,
+with ``text_pool="mean"``, their masked mean through a linear map),
 1-layer LSTM encoders for audio and vision that read the *masked* sequence and take the output at the
 last valid step (equal to a packed LSTM's final state, but exportable), a fusion MLP (-> 128, the fusion
 vector) and a score head. A modality that is absent for a sample is replaced by a learned vector.
@@ -41,6 +42,7 @@ class MMIMConfig:
     rnn_out: int = 16  # audio/vision representation
     fusion_dim: int = 128  # d_prjh: the fusion vector
     dropout: float = 0.1
+    text_pool: str = "cls"  # "cls": first token (BERT [CLS]); "mean": masked mean + linear map
     label_range: tuple[float, float] = (-3.0, 3.0)
     feature_profile: dict[str, Any] | None = None
 
@@ -52,6 +54,8 @@ class MMIMConfig:
         for name in ("rnn_hidden", "rnn_out", "fusion_dim"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"mmim.{name} must be >= 1, got {getattr(self, name)}")
+        if self.text_pool not in ("cls", "mean"):
+            raise ConfigError(f"mmim.text_pool must be 'cls' or 'mean', got {self.text_pool!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"mmim.dropout must be in [0, 1), got {self.dropout}")
         lo, hi = self.label_range
@@ -100,7 +104,7 @@ class MMIM(nn.Module):
         self.config = config
         self.text_encoder = text_encoder
         d_t = config.input_dims["text"]
-        self.text_proj = nn.Identity() if text_encoder is not None else nn.Linear(d_t, d_t)
+        self.text_proj = nn.Linear(d_t, d_t) if config.text_pool == "mean" else nn.Identity()
         self.seq = nn.ModuleDict(
             {
                 m: SeqEncoder(config.input_dims[m], config.rnn_hidden, config.rnn_out, config.dropout)
@@ -124,12 +128,15 @@ class MMIM(nn.Module):
             x, mask = batch.features[m], batch.masks[m].to(torch.bool)
             present = presence[:, i] & mask.any(1)
             valid = mask & present[:, None]
-            if m == "text" and self.text_encoder is not None:
-                with torch.set_grad_enabled(self.text_encoder.finetune and torch.is_grad_enabled()):
-                    h = self.text_encoder(x, valid | ~present[:, None])
-                r = h[:, 0]  # [CLS]
-            elif m == "text":
-                r = self.text_proj(masked_mean(x.float().masked_fill(~valid[..., None], 0.0), valid))
+            if m == "text":
+                if self.text_encoder is not None:  # token ids -> token embeddings
+                    with torch.set_grad_enabled(self.text_encoder.finetune and torch.is_grad_enabled()):
+                        x = self.text_encoder(x, valid | ~present[:, None])
+                x = x.float()
+                if self.config.text_pool == "cls":
+                    r = x[:, 0]
+                else:
+                    r = self.text_proj(masked_mean(x.masked_fill(~valid[..., None], 0.0), valid))
             else:
                 r = self.seq[m](x.float().masked_fill(~valid[..., None], 0.0), valid)
             reps[m] = torch.where(present[:, None], r, self.absent[m].expand_as(r))

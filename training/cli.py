@@ -159,10 +159,7 @@ def restrict_modalities(splits: dict[str, Dataset], keep: tuple[str, ...]) -> No
                     s.features[m] = None
 
 
-def tokenize_splits(splits: dict[str, Dataset], enc_cfg: TextEncoderConfig, hidden: int) -> None:
-    from core.text_encoder import load_tokenizer
-    from training.textdata import tokenize
-
+def check_text(splits: dict[str, Dataset]) -> None:
     missing = [
         s.id
         for ds in splits.values()
@@ -173,6 +170,24 @@ def tokenize_splits(splits: dict[str, Dataset], enc_cfg: TextEncoderConfig, hidd
         raise FineError(
             f"--text-encoder needs the samples' text, but {missing[0]} (and {len(missing) - 1} more) has none"
         )
+
+
+def quiet_transformers() -> None:
+    """No 'Loading weights' bars on stderr: CLI errors must stay one line."""
+    try:
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+    except (ImportError, AttributeError):
+        pass
+
+
+def tokenize_splits(splits: dict[str, Dataset], enc_cfg: TextEncoderConfig, hidden: int) -> None:
+    from core.text_encoder import load_tokenizer
+    from training.textdata import tokenize
+
+    check_text(splits)
     tokenize(splits, load_tokenizer(enc_cfg), enc_cfg.max_length, hidden)
 
 
@@ -416,6 +431,8 @@ def prepare(args: argparse.Namespace) -> tuple[dict[str, Dataset], TextEncoderCo
     enc_cfg = TextEncoderConfig()
     encoder = None
     if args.text_encoder:
+        check_text(splits)
+        quiet_transformers()
         enc_cfg = TextEncoderConfig(
             source=args.text_encoder, finetune=args.finetune_text, max_length=args.max_text_len
         )
@@ -527,6 +544,7 @@ def load_any_model(path: Path) -> torch.nn.Module:
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
+    quiet_transformers()
     model = load_any_model(args.model)
     splits = datasets.load(args.data)
     restrict_modalities(splits, args.modalities)
@@ -536,6 +554,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         raise FineError(f"--data {args.data} has no split {missing[0]!r}; it has {sorted(splits)}")
     enc_cfg = model.config.text_encoder
     if enc_cfg.source:
+        quiet_transformers()
         tokenize_splits(splits, enc_cfg, model.config.input_dims["text"])
     dims = dict(model.config.input_dims)
     out: dict[str, Any] = {}
