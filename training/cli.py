@@ -436,18 +436,23 @@ def prepare(args: argparse.Namespace) -> tuple[dict[str, Dataset], TextEncoderCo
         enc_cfg = TextEncoderConfig(
             source=args.text_encoder, finetune=args.finetune_text, max_length=args.max_text_len
         )
-        from core.text_encoder import load_text_encoder
+        if args.finetune_text:  # each run loads its own trainable copy; only the width is needed here
+            from core.text_encoder import _transformers, resolve_source
 
-        encoder = load_text_encoder(
-            TextEncoderConfig(source=args.text_encoder, finetune=False, max_length=args.max_text_len)
-        )
-        tokenize_splits(splits, enc_cfg, encoder.hidden_size)
-        if not args.finetune_text:
+            hidden = int(
+                _transformers().AutoConfig.from_pretrained(resolve_source(args.text_encoder)).hidden_size
+            )
+            tokenize_splits(splits, enc_cfg, hidden)
+        else:
+            from core.text_encoder import load_text_encoder
+
+            encoder = load_text_encoder(
+                TextEncoderConfig(source=args.text_encoder, finetune=False, max_length=args.max_text_len)
+            )
+            tokenize_splits(splits, enc_cfg, encoder.hidden_size)
             t0 = time.perf_counter()
             cache_text_embeddings(splits, encoder)
             log.info("cached frozen text embeddings in %.1f s", time.perf_counter() - t0)
-        else:
-            encoder = None
     return splits, enc_cfg, encoder
 
 
