@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 
 # name -> ("module:function", one-line help). Only commands that exist are listed.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("training.cli:train_main", "train FINE (or a baseline) on a dataset or generated data"),
+    "train": ("training.cli:train_main", "train FINE or the MMIM baseline on a dataset or generated data"),
+    "evaluate": ("training.cli:evaluate_main", "evaluate a trained model (FINE or MMIM) on a dataset split"),
     "info": ("core.cli:info_main", "print a model artifact's config, feature profile and metrics"),
     "features": (
         "training.featcache:main",

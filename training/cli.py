@@ -1,22 +1,39 @@
-"""``fine train``: train FINE on a dataset (``--data SCHEME:ARG``) and write a model artifact."""
+"""``fine train`` and ``fine evaluate``.
+
+``fine train --data SCHEME:ARG --out RUN`` trains FINE (``--model fine``) or the MMIM baseline
+(``--model mmim``) and writes a run directory: ``config.json`` (resolved model, loss and training
+config and the data), ``log.csv`` (one row per epoch), ``best/`` and ``checkpoint/`` (``--resume``
+continues from it), ``model/`` (the artifact) and ``metrics.json`` (valid and test, MMSA conventions).
+``--seeds 1111,1112,...`` trains one run per seed under ``RUN/seed-S`` and ``--cv K`` runs a K-fold
+cross-validation grouped by video under ``RUN/fold-K``; both write ``summary.json`` with mean ± std.
+
+Text: ``--text-encoder packaged:minilm`` puts a transformer encoder in the model and tokenizes the
+data's text; ``--finetune-text`` trains it (its own learning rate ``--lr-text``), otherwise it is frozen
+and, because a frozen encoder's output never changes, its token embeddings are computed once and cached
+for training (the saved model still contains the encoder and takes token ids).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import resource
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from core.artifact import ModelCard, atomic_write_bytes, build_model, save_model
-from core.config import ConfigError, FineConfig, LossConfig, from_dict
+from core.artifact import ModelCard, atomic_write_bytes, load_model, read_config, save_model
+from core.config import MODALITIES, ConfigError, FineConfig, LossConfig, TextEncoderConfig, from_dict
 from core.errors import FineError
 from training import datasets
-from training.metrics import regression_metrics
-from training.trainer import TrainConfig, Trainer
+from training.data import Dataset, Sample, batch_order, collate
+from training.metrics import metrics_for
+from training.trainer import TrainConfig, Trainer, predict
 
 log = logging.getLogger(__name__)
 
@@ -50,24 +67,67 @@ def build_config(
     return FineConfig.from_dict(data)
 
 
+# ---------------------------------------------------------------------------------------------------
+# arguments
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _modalities(text: str) -> tuple[str, ...]:
+    mods = tuple(m.strip() for m in text.split(",") if m.strip())
+    bad = [m for m in mods if m not in MODALITIES]
+    if bad or not mods:
+        raise argparse.ArgumentTypeError(
+            f"modalities must be a comma list of {list(MODALITIES)}, got {text!r}"
+        )
+    return mods
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fine train", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="fine train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument(
         "--data",
         required=True,
         help="SCHEME:ARG, one of: " + "; ".join(f"{k} ({v})" for k, v in datasets.schemes().items()),
     )
-    p.add_argument("--out", required=True, type=Path, help="run directory (model/ and metrics.json go here)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    p.add_argument("--out", required=True, type=Path, help="run directory")
+    p.add_argument("--model", choices=("fine", "mmim"), default="fine")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default", help="FINE size preset")
     p.add_argument(
-        "--model-config", type=Path, help="JSON file of FineConfig overrides (unknown keys are errors)"
+        "--model-config", type=Path, help="JSON file of model config overrides (unknown keys are errors)"
     )
-    p.add_argument("--loss-config", type=Path, help="JSON file of LossConfig overrides")
+    p.add_argument("--loss-config", type=Path, help="JSON file of loss config overrides")
+    p.add_argument("--text-encoder", help="transformer text encoder: packaged:minilm, a directory or a HF id")
+    p.add_argument("--finetune-text", action="store_true", help="train the text encoder (default: frozen)")
+    p.add_argument("--max-text-len", type=int, default=128, help="token limit of the text encoder")
+    p.add_argument(
+        "--modalities", type=_modalities, default=MODALITIES, help="use only these (others absent)"
+    )
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr-text", type=float, default=2e-5)
+    p.add_argument("--critic-lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument(
+        "--patience", type=int, default=8, help="epochs without a better valid loss before stopping"
+    )
     p.add_argument("--seed", type=int, default=1111)
+    p.add_argument("--seeds", type=_int_list, help="several seeds, e.g. 1111,1112,1113 (mean ± std reported)")
+    p.add_argument(
+        "--cv", type=int, default=0, help="K-fold cross-validation grouped by video over all splits"
+    )
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    p.add_argument("--progress", action="store_true", help="show a progress bar per epoch")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     return p
 
@@ -86,60 +146,449 @@ def _read_json(path: Path | None, what: str) -> dict[str, Any]:
     return data
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    splits = datasets.load(args.data)
+# ---------------------------------------------------------------------------------------------------
+# data preparation
+
+
+def restrict_modalities(splits: dict[str, Dataset], keep: tuple[str, ...]) -> None:
+    """Mark every modality not in ``keep`` absent (in place)."""
+    for ds in splits.values():
+        for s in ds.samples:
+            for m in MODALITIES:
+                if m not in keep:
+                    s.features[m] = None
+
+
+def check_text(splits: dict[str, Dataset]) -> None:
+    missing = [
+        s.id
+        for ds in splits.values()
+        for s in ds.samples
+        if s.text is None and s.features.get("text") is not None
+    ]
+    if missing:
+        raise FineError(
+            f"--text-encoder needs the samples' text, but {missing[0]} (and {len(missing) - 1} more) has none"
+        )
+
+
+def quiet_transformers() -> None:
+    """No 'Loading weights' bars on stderr: CLI errors must stay one line."""
+    try:
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+    except (ImportError, AttributeError):
+        pass
+
+
+def tokenize_splits(splits: dict[str, Dataset], enc_cfg: TextEncoderConfig, hidden: int) -> None:
+    from core.text_encoder import load_tokenizer
+    from training.textdata import tokenize
+
+    check_text(splits)
+    tokenize(splits, load_tokenizer(enc_cfg), enc_cfg.max_length, hidden)
+
+
+@torch.no_grad()
+def cache_text_embeddings(splits: dict[str, Dataset], encoder: torch.nn.Module, batch_size: int = 64) -> None:
+    """Replace token ids by the frozen encoder's token embeddings ``(t, hidden)`` (in place)."""
+    encoder.eval()
+    for ds in splits.values():
+        for idx in batch_order(ds, batch_size, False, bucket=True):
+            chunk = [ds.samples[i] for i in idx if ds.samples[i].features.get("text") is not None]
+            if not chunk:
+                continue
+            b = collate(chunk, ds.feature_dims)
+            h = encoder(b.features["text"], b.masks["text"]).float().numpy()
+            for i, s in enumerate(chunk):
+                s.features["text"] = h[i, : int(b.masks["text"][i].sum())].copy()
+
+
+def grouped_folds(samples: list[Sample], k: int) -> list[list[int]]:
+    """Indices of ``k`` folds; whole groups (videos) per fold, balanced by size, deterministic."""
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        groups.setdefault(s.group or s.id, []).append(i)
+    if len(groups) < k:
+        raise FineError(f"--cv {k}: only {len(groups)} groups (videos) in the data")
+    folds: list[list[int]] = [[] for _ in range(k)]
+    for _, idx in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        min(folds, key=len).extend(idx)
+    return [sorted(f) for f in folds]
+
+
+# ---------------------------------------------------------------------------------------------------
+# one run
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process (user + system): a fair cost measure when the machine is shared."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _model_and_loss(
+    args: argparse.Namespace, train: Dataset, enc_cfg: TextEncoderConfig
+) -> tuple[Any, Any, Any]:
+    overrides = _read_json(args.model_config, "--model-config")
+    loss_over = _read_json(args.loss_config, "--loss-config")
+    if args.model == "mmim":
+        from core.mmim import MMIM, MMIMConfig, MMIMLoss, MMIMLossConfig
+
+        data = {"input_dims": dict(train.feature_dims), "label_range": list(train.label_range), **overrides}
+        data["text_encoder"] = enc_cfg.__dict__ if enc_cfg.source else data.get("text_encoder", {})
+        cfg = MMIMConfig.from_dict(json.loads(json.dumps(data)))
+        model = MMIM(cfg)
+        return cfg, model, MMIMLoss(cfg, from_dict(MMIMLossConfig, loss_over))
+    from core.losses import FineLoss
+    from core.model import FINE
+
+    cfg = build_config(train.feature_dims, train.label_range, args.preset, overrides)
+    model = FINE(cfg)
+    return cfg, model, FineLoss(cfg, from_dict(LossConfig, loss_over))
+
+
+def _final_model(
+    args: argparse.Namespace, cfg: Any, model: torch.nn.Module, enc_cfg: TextEncoderConfig, encoder: Any
+) -> tuple[Any, torch.nn.Module]:
+    """The artifact model: with the (frozen, cached during training) text encoder put back inside."""
+    if not enc_cfg.source or encoder is None:
+        return cfg, model
+    from dataclasses import replace
+
+    full_cfg = replace(cfg, text_encoder=enc_cfg)
+    if args.model == "mmim":
+        from core.mmim import MMIM
+
+        full = MMIM(full_cfg, encoder)
+    else:
+        from core.model import FINE
+
+        full = FINE(full_cfg, text_encoder=encoder)
+    missing = full.load_state_dict(model.state_dict(), strict=False).missing_keys
+    assert all(k.startswith("text_encoder.") for k in missing), missing
+    return full_cfg, full.eval()
+
+
+def train_one(
+    args: argparse.Namespace,
+    splits: dict[str, Dataset],
+    run_dir: Path,
+    seed: int,
+    enc_cfg: TextEncoderConfig,
+    encoder: Any = None,
+) -> dict[str, Any]:
+    """Train one model on ``splits`` (text already tokenized or cached) and write the run directory."""
     train, valid, test = splits["train"], splits.get("valid"), splits.get("test")
     if not len(train):
         raise FineError(f"--data {args.data}: the train split is empty")
-    model_cfg = build_config(
-        train.feature_dims, train.label_range, args.preset, _read_json(args.model_config, "--model-config")
-    )
-    loss_cfg = from_dict(LossConfig, _read_json(args.loss_config, "--loss-config"))
     train_cfg = TrainConfig(
-        epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        lr_text=args.lr_text,
+        critic_lr=args.critic_lr,
+        weight_decay=args.weight_decay,
+        grad_clip=args.grad_clip,
+        patience=args.patience,
+        seed=seed,
+        progress=args.progress,
     )
-    torch.manual_seed(args.seed)
-    model = build_model(model_cfg)
-    from core.losses import FineLoss
+    torch.manual_seed(seed)
+    train_enc = enc_cfg if args.finetune_text else TextEncoderConfig()
+    if args.finetune_text:
+        from core.text_encoder import load_text_encoder
 
-    loss = FineLoss(model_cfg, loss_cfg)
-    trainer = Trainer(model, loss, train_cfg)
-    result = trainer.fit(train, valid)
+        # a fresh copy of the pretrained encoder per run (seeds and folds must not share weights)
+        cfg, _, _ = _model_and_loss(args, train, TextEncoderConfig())
+        from dataclasses import replace
+
+        cfg = replace(cfg, text_encoder=enc_cfg)
+        enc = load_text_encoder(enc_cfg)
+        if args.model == "mmim":
+            from core.mmim import MMIM, MMIMLoss, MMIMLossConfig
+
+            model, loss = (
+                MMIM(cfg, enc),
+                MMIMLoss(cfg, from_dict(MMIMLossConfig, _read_json(args.loss_config, "--loss-config"))),
+            )
+        else:
+            from core.losses import FineLoss
+            from core.model import FINE
+
+            torch.manual_seed(seed)
+            model, loss = (
+                FINE(cfg, text_encoder=enc),
+                FineLoss(cfg, from_dict(LossConfig, _read_json(args.loss_config, "--loss-config"))),
+            )
+    else:
+        cfg, model, loss = _model_and_loss(args, train, train_enc)
+    resolved = {
+        "command": "fine train",
+        "data": args.data,
+        "model_kind": args.model,
+        "model": cfg.to_dict(),
+        "text_encoder": enc_cfg.__dict__,
+        "text_cached": bool(enc_cfg.source and not args.finetune_text),
+        "loss": loss.cfg.__dict__ if not hasattr(loss.cfg, "to_dict") else loss.cfg.to_dict(),
+        "train": train_cfg.__dict__,
+        "modalities": list(args.modalities),
+        "sizes": {k: len(v) for k, v in splits.items()},
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(
+        run_dir / "config.json", (json.dumps(resolved, indent=2, default=list) + "\n").encode()
+    )
+    trainer = Trainer(model, loss, train_cfg, run_dir=run_dir)
+    t0, c0 = time.perf_counter(), _cpu_seconds()
+    result = trainer.fit(train, valid, resume=args.resume)
     metrics: dict[str, Any] = {
+        "seed": seed,
         "best_epoch": result.best_epoch,
+        "best_valid_loss": result.best_valid_loss,
+        "epochs_run": len(result.history),
         "steps": result.steps,
-        "seconds": round(result.seconds, 1),
+        "train_seconds": round(time.perf_counter() - t0, 1),
+        "train_cpu_seconds": round(_cpu_seconds() - c0, 1),
     }
     for name, split in (("valid", valid), ("test", test)):
         if split is not None and len(split):
             pred, y = trainer.predict(split)
-            metrics[name] = regression_metrics(pred, y)
-    card = ModelCard(
-        name=f"fine-{args.data.split(':')[0]}",
-        description=f"FINE trained by 'fine train --data {args.data}'",
-        training_data={"data": args.data, "sizes": {k: len(v) for k, v in splits.items()}},
-        metrics=metrics,
-        extra={"train": {k: getattr(train_cfg, k) for k in ("epochs", "batch_size", "lr", "seed")}},
-    )
-    save_model(model, args.out / "model", card)
-    loss.save(args.out / "model" / "loss.safetensors")
-    atomic_write_bytes(args.out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
+            metrics[name] = metrics_for(train.label_range, pred, y)
+    metrics["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    _, final = _final_model(args, cfg, model, enc_cfg, encoder)
+    card = {
+        "name": f"{args.model}-{args.data.split(':')[0]}",
+        "description": f"{args.model.upper()} trained by 'fine train --data {args.data}'",
+        "training_data": {"data": args.data, "sizes": resolved["sizes"], "modalities": list(args.modalities)},
+        "metrics": metrics,
+    }
+    if args.model == "mmim":
+        from core.mmim import save_mmim
+
+        save_mmim(final, run_dir / "model", card)
+    else:
+        save_model(
+            final,
+            run_dir / "model",
+            ModelCard(
+                card["name"],
+                card["description"],
+                card["training_data"],
+                metrics,
+                {"train": resolved["train"]},
+            ),
+        )
+        loss.save(run_dir / "model" / "loss.safetensors")
+    atomic_write_bytes(run_dir / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
     return metrics
+
+
+# ---------------------------------------------------------------------------------------------------
+# seeds, folds, summary
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """mean and sample std (ddof=1; 0 for one run) of every metric over runs, per split."""
+    out: dict[str, Any] = {"runs": len(runs)}
+    for split in ("valid", "test"):
+        rows = [r[split] for r in runs if split in r]
+        if not rows:
+            continue
+        out[split] = {}
+        for k in rows[0]:
+            v = np.array([r[k] for r in rows], dtype=np.float64)
+            out[split][k] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+    out["train_seconds"] = {"mean": float(np.mean([r["train_seconds"] for r in runs]))}
+    return out
+
+
+def format_summary(summary: dict[str, Any], split: str) -> str:
+    if split not in summary:
+        return ""
+    cells = []
+    for k, v in summary[split].items():
+        pct = k not in ("MAE", "Corr")
+        scale = 100.0 if pct else 1.0
+        fmt = ".1f" if pct else ".3f"
+        cell = f"{k}={v['mean'] * scale:{fmt}}"
+        if summary["runs"] > 1:
+            cell += f"±{v['std'] * scale:{fmt}}"
+        cells.append(cell)
+    return f"{split} ({summary['runs']} run{'s' if summary['runs'] > 1 else ''}): " + "  ".join(cells)
+
+
+def prepare(args: argparse.Namespace) -> tuple[dict[str, Dataset], TextEncoderConfig, Any]:
+    splits = datasets.load(args.data)
+    restrict_modalities(splits, args.modalities)
+    enc_cfg = TextEncoderConfig()
+    encoder = None
+    if args.text_encoder:
+        check_text(splits)
+        quiet_transformers()
+        enc_cfg = TextEncoderConfig(
+            source=args.text_encoder, finetune=args.finetune_text, max_length=args.max_text_len
+        )
+        if args.finetune_text:  # each run loads its own trainable copy; only the width is needed here
+            from core.text_encoder import _transformers, resolve_source
+
+            hidden = int(
+                _transformers().AutoConfig.from_pretrained(resolve_source(args.text_encoder)).hidden_size
+            )
+            tokenize_splits(splits, enc_cfg, hidden)
+        else:
+            from core.text_encoder import load_text_encoder
+
+            encoder = load_text_encoder(
+                TextEncoderConfig(source=args.text_encoder, finetune=False, max_length=args.max_text_len)
+            )
+            tokenize_splits(splits, enc_cfg, encoder.hidden_size)
+            t0 = time.perf_counter()
+            cache_text_embeddings(splits, encoder)
+            log.info("cached frozen text embeddings in %.1f s", time.perf_counter() - t0)
+    return splits, enc_cfg, encoder
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    splits, enc_cfg, encoder = prepare(args)
+    seeds = args.seeds or [args.seed]
+    runs: list[dict[str, Any]] = []
+    if args.cv:
+        if args.cv < 2:
+            raise FineError(f"--cv must be >= 2, got {args.cv}")
+        pooled = [s for k in ("train", "valid", "test") if k in splits for s in splits[k].samples]
+        ref = next(iter(splits.values()))
+        ds = Dataset("all", pooled, ref.feature_dims, ref.label_range)
+        folds = grouped_folds(pooled, args.cv)
+        for k in range(args.cv):
+            v = (k + 1) % args.cv
+            train_idx = [i for j, f in enumerate(folds) if j not in (k, v) for i in f]
+            fold = {
+                "train": ds.subset(train_idx, "train"),
+                "valid": ds.subset(folds[v], "valid"),
+                "test": ds.subset(folds[k], "test"),
+            }
+            for seed in seeds:
+                sub = f"fold-{k}" + (f"/seed-{seed}" if len(seeds) > 1 else "")
+                m = train_one(args, fold, args.out / sub, seed, enc_cfg, encoder)
+                m["fold"] = k
+                runs.append(m)
+                print(f"fold {k} seed {seed}: " + format_summary(summarize([m]), "test"), flush=True)
+    else:
+        for seed in seeds:
+            run_dir = args.out if len(seeds) == 1 else args.out / f"seed-{seed}"
+            m = train_one(args, splits, run_dir, seed, enc_cfg, encoder)
+            runs.append(m)
+            if len(seeds) > 1:
+                print(f"seed {seed}: " + format_summary(summarize([m]), "test"), flush=True)
+    summary = summarize(runs)
+    summary["total_seconds"] = round(time.perf_counter() - t0, 1)
+    summary["total_cpu_seconds"] = round(_cpu_seconds(), 1)
+    summary["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    if len(runs) > 1:
+        atomic_write_bytes(args.out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+    return summary
 
 
 def train_main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        metrics = run(args)
-    except (FineError, ConfigError) as exc:
+        summary = run(args)
+    except (FineError, ConfigError, FloatingPointError) as exc:
         print(f"fine train: {exc}", file=sys.stderr)
         return 2
-    test = metrics.get("test") or metrics.get("valid") or {}
-    print(f"trained {metrics['steps']} steps in {metrics['seconds']} s (best epoch {metrics['best_epoch']})")
-    if test:
-        which = "test" if "test" in metrics else "valid"
-        print(f"{which}: " + "  ".join(f"{k}={v:.4f}" for k, v in test.items()))
-    print(f"model written to {args.out / 'model'}")
+    print(
+        f"done in {summary['total_seconds']} s wall ({summary['total_cpu_seconds']} s CPU), peak RSS {summary['peak_rss_mb']:.0f} MB; run directory {args.out}"
+    )
+    for split in ("valid", "test"):
+        line = format_summary(summary, split)
+        if line:
+            print(line)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# fine evaluate
+
+
+def _eval_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fine evaluate", description="evaluate a trained model artifact on a dataset split"
+    )
+    p.add_argument("--model", required=True, type=Path, help="model directory (RUN/model)")
+    p.add_argument("--data", required=True, help="SCHEME:ARG (as for fine train)")
+    p.add_argument("--split", default="test", help="split name, or 'all'")
+    p.add_argument(
+        "--modalities", type=_modalities, default=MODALITIES, help="use only these (others absent)"
+    )
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--out", type=Path, help="write the metrics as JSON here")
+    p.add_argument("--threads", type=int, default=None)
+    return p
+
+
+def load_any_model(path: Path) -> torch.nn.Module:
+    meta = read_config(path)
+    if meta.get("architecture") == "mmim":
+        from core.mmim import load_mmim
+
+        return load_mmim(path)
+    return load_model(path)
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    quiet_transformers()
+    model = load_any_model(args.model)
+    splits = datasets.load(args.data)
+    restrict_modalities(splits, args.modalities)
+    names = list(splits) if args.split == "all" else [args.split]
+    missing = [n for n in names if n not in splits]
+    if missing:
+        raise FineError(f"--data {args.data} has no split {missing[0]!r}; it has {sorted(splits)}")
+    enc_cfg = model.config.text_encoder
+    if enc_cfg.source:
+        quiet_transformers()
+        tokenize_splits(splits, enc_cfg, model.config.input_dims["text"])
+    dims = dict(model.config.input_dims)
+    out: dict[str, Any] = {}
+    for name in names:
+        ds = splits[name]
+        got = {m: ds.feature_dims[m] for m in ("audio", "vision") if m in args.modalities}
+        bad = {
+            m: d
+            for m, d in got.items()
+            if d != dims[m] and any(s.features.get(m) is not None for s in ds.samples)
+        }
+        if bad:
+            raise FineError(f"--data {args.data}: feature dims {bad} do not match the model's {dims}")
+        ds.feature_dims = dims
+        pred, y = predict(model, ds, args.batch_size)
+        out[name] = metrics_for(tuple(model.config.label_range), pred, y)
+        out[name]["n"] = len(ds)
+    return out
+
+
+def evaluate_main(argv: list[str] | None = None) -> int:
+    args = _eval_parser().parse_args(argv)
+    try:
+        result = evaluate(args)
+    except (FineError, ConfigError) as exc:
+        print(f"fine evaluate: {exc}", file=sys.stderr)
+        return 2
+    for name, m in result.items():
+        print(f"{name} (n={m.pop('n')}): " + "  ".join(f"{k}={v:.4f}" for k, v in m.items()))
+    if args.out:
+        atomic_write_bytes(args.out, (json.dumps(result, indent=2) + "\n").encode())
     return 0

@@ -61,11 +61,45 @@ def collate(samples: Sequence[Sample], feature_dims: dict[str, int]) -> Modality
     return ModalityBatch.from_sequences(seqs, labels=labels, feature_dims=feature_dims)
 
 
-def iterate_batches(
-    data: Dataset, batch_size: int, shuffle: bool, generator: np.random.Generator | None = None
-) -> Iterator[ModalityBatch]:
+def sample_length(s: Sample) -> int:
+    """Longest sequence of a sample (what padding a batch costs)."""
+    return max((x.shape[0] for x in s.features.values() if x is not None), default=0)
+
+
+def batch_order(
+    data: Dataset,
+    batch_size: int,
+    shuffle: bool,
+    generator: np.random.Generator | None = None,
+    bucket: bool = False,
+) -> list[np.ndarray]:
+    """Index arrays, one per batch. ``bucket=True`` groups similar lengths (less padding): with shuffling,
+    a shuffled pool of 50 batches is sorted by length, cut into batches and the batches are shuffled;
+    without shuffling, the whole split is sorted by length (predictions are put back in order by the caller)."""
     order = np.arange(len(data))
+    rng = generator or np.random.default_rng()
     if shuffle:
-        (generator or np.random.default_rng()).shuffle(order)
-    for start in range(0, len(order), batch_size):
-        yield collate([data.samples[i] for i in order[start : start + batch_size]], data.feature_dims)
+        rng.shuffle(order)
+    if bucket:
+        lengths = np.array([sample_length(s) for s in data.samples])
+        pool = batch_size * 50 if shuffle else len(order)
+        chunks = [order[i : i + pool] for i in range(0, len(order), max(pool, 1))]
+        order = (
+            np.concatenate([c[np.argsort(lengths[c], kind="stable")] for c in chunks]) if chunks else order
+        )
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if bucket and shuffle:
+        perm = rng.permutation(len(batches))
+        batches = [batches[i] for i in perm]
+    return batches
+
+
+def iterate_batches(
+    data: Dataset,
+    batch_size: int,
+    shuffle: bool,
+    generator: np.random.Generator | None = None,
+    bucket: bool = False,
+) -> Iterator[ModalityBatch]:
+    for idx in batch_order(data, batch_size, shuffle, generator, bucket):
+        yield collate([data.samples[i] for i in idx], data.feature_dims)

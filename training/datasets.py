@@ -21,6 +21,10 @@ _LOADERS: dict[str, tuple[str, str]] = {
         "training.featcache:load_cache",
         "feature cache built by 'fine features build'; ARG: a directory",
     ),
+    "csv": ("training.textdata:load_label_csv", "MMSA label.csv, text only; ARG: path"),
+    "meld": ("training.textdata:load_meld", "MELD sentiment CSVs (pos/neu/neg -> +1/0/-1); ARG: folder"),
+    "mmsa": ("training.benchmarks:load_mmsa", "MMSA feature pickle (aligned_50.pkl ...); ARG: path"),
+    "misa": ("training.benchmarks:load_misa", "MISA/MMIM list pickle(s); ARG: .pkl or folder"),
 }
 
 

@@ -1,4 +1,8 @@
-"""Regression-as-sentiment metrics with thuiar/MMSA ``metricsTop`` conventions (METHOD.md §4)."""
+"""Regression-as-sentiment metrics with thuiar/MMSA ``metricsTop`` conventions (METHOD.md §4).
+
+Values are fractions (0.8 is 80 %), unrounded. Rounding for Acc-5/Acc-7 is numpy's half-to-even
+(``np.round(2.5) == 2``, ``np.round(-0.5) == -0``), exactly as MMSA. F1 is sklearn's ``average="weighted"``.
+"""
 
 from __future__ import annotations
 
@@ -40,3 +44,35 @@ def regression_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
         "Corr": _corr(pred, true),
     }
     return out
+
+
+# CH-SIMS bins (MMSA ``__eval_sims_regression``): values are clipped to [-1, 1] first, then class i is
+# ``bins[i] < x <= bins[i + 1]``.
+SIMS_BINS = {
+    2: (-1.01, 0.0, 1.01),  # [-1, 0] vs (0, 1]
+    3: (-1.01, -0.1, 0.1, 1.01),  # [-1, -0.1], (-0.1, 0.1], (0.1, 1]
+    5: (-1.01, -0.7, -0.1, 0.1, 0.7, 1.01),
+}
+
+
+def _bin(x: np.ndarray, bins: tuple[float, ...]) -> np.ndarray:
+    out = np.zeros(len(x), dtype=np.int64)
+    for i in range(len(bins) - 1):
+        out[(x > bins[i]) & (x <= bins[i + 1])] = i
+    return out
+
+
+def sims_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """CH-SIMS metrics: Acc-2/3/5 on the MMSA bins, weighted F1 of Acc-2, MAE and Corr (on clipped values)."""
+    pred = np.clip(np.asarray(pred, dtype=np.float64).reshape(-1), -1.0, 1.0)
+    true = np.clip(np.asarray(true, dtype=np.float64).reshape(-1), -1.0, 1.0)
+    out = {f"Acc_{k}": float(np.mean(_bin(pred, b) == _bin(true, b))) for k, b in SIMS_BINS.items()}
+    out["F1"] = _weighted_f1(_bin(true, SIMS_BINS[2]), _bin(pred, SIMS_BINS[2]))
+    out["MAE"] = float(np.mean(np.abs(pred - true)))
+    out["Corr"] = _corr(pred, true)
+    return out
+
+
+def metrics_for(label_range: tuple[float, float], pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """MOSI/MOSEI metrics for a [-3, 3] scale, CH-SIMS metrics for a [-1, 1] scale."""
+    return sims_metrics(pred, true) if label_range[1] <= 1.0 else regression_metrics(pred, true)

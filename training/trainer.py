@@ -2,25 +2,38 @@
 
 Per batch: (1) if the loss has critics (NCE-CLUB), one inner step of their own optimiser on detached
 features; (2) the model step on the full loss with gradient clipping; (3) the loss's post-step hook
-(the contrastive queue update). Selection is by validation loss only (never the test set); the best
-weights are kept in memory and restored at the end. Callbacks get every event by name.
+(the contrastive queue update). A loss whose ``critic_schedule`` is ``"epoch"`` (MMIM's Barber–Agakov
+networks) instead gets a whole pass over the training set with its critic optimiser at the start of
+every epoch. Selection is by validation loss only (never the test set).
+
+With a run directory the trainer also writes, after every epoch: ``log.csv`` (one row per epoch),
+``best/`` (the weights with the lowest validation loss so far) and ``checkpoint/`` (model, loss state,
+both optimisers, RNG states and the history), from which ``fit(..., resume=True)`` continues an
+interrupted run exactly where the last finished epoch left it. Everything is safetensors + JSON.
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
 import math
+import random
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from core.artifact import atomic_write_bytes, load_tensors, save_tensors
 from core.config import ConfigError
-from training.data import Dataset, iterate_batches
+from core.errors import InputError
+from training.data import Dataset, batch_order, collate
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +51,8 @@ class TrainConfig:
     patience: int = 8  # epochs without a better validation loss before stopping
     seed: int = 1111
     eval_batch_size: int = 64
+    bucket: bool = True  # batch similar lengths together (less padding; big win for text encoders)
+    progress: bool = False  # tqdm bar over the batches of each epoch (stderr)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience", "eval_batch_size"):
@@ -65,20 +80,76 @@ Callback = Callable[[str, dict[str, Any]], None]
 
 
 def seed_everything(seed: int) -> np.random.Generator:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return np.random.default_rng(seed)
 
 
+def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state without a frozen pretrained text encoder (reloaded from its source)."""
+    state = model.state_dict()
+    enc = getattr(model, "text_encoder", None)
+    if enc is not None and not getattr(enc, "finetune", True):
+        state = {k: v for k, v in state.items() if not k.startswith("text_encoder.")}
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"{prefix}.{idx}.{k}"] = v
+            else:
+                scalars.setdefault(str(idx), {})[k] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _optimizer_state(tensors: dict[str, torch.Tensor], meta: dict, prefix: str) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        if key.startswith(prefix + "."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    for idx, st in meta["scalars"].items():
+        state.setdefault(int(idx), {}).update(st)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, data: Dataset, batch_size: int = 64, bucket: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """``model(batch).score`` for every sample of ``data`` in order, and the labels (eval mode)."""
+    model.eval()
+    preds = np.zeros(len(data), dtype=np.float64)
+    for idx in batch_order(data, batch_size, False, bucket=bucket):
+        batch = collate([data.samples[i] for i in idx], data.feature_dims)
+        preds[idx] = model(batch).score.float().cpu().numpy()
+    return preds, data.labels()
+
+
 class Trainer:
-    """``Trainer(model, loss, config).fit(train, valid)``.
+    """``Trainer(model, loss, config, run_dir=None).fit(train, valid, resume=False)``.
 
     ``loss(out, labels)`` returns an object with ``.total`` and ``.terms``; optional methods used when
     present: ``critic_parameters()``, ``critic_loss(out, labels)``, ``main_parameters()``,
-    ``update_queue(out, labels)``.
+    ``update_queue(out, labels)``, and the attributes ``critic_schedule`` (``"batch"``/``"epoch"``) and
+    ``valid_criterion`` (``"mse"``/``"mae"``: what "validation loss" means for selection).
     """
 
-    def __init__(self, model: nn.Module, loss: nn.Module, config: TrainConfig | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: nn.Module,
+        config: TrainConfig | None = None,
+        run_dir: str | Path | None = None,
+    ) -> None:
         self.model, self.loss, self.cfg = model, loss, config or TrainConfig()
+        self.run_dir = Path(run_dir) if run_dir is not None else None
         self.callbacks: list[Callback] = []
         self.step = 0
         text_params = [
@@ -95,6 +166,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(groups, weight_decay=self.cfg.weight_decay)
         critic = loss.critic_parameters() if hasattr(loss, "critic_parameters") else []
         self.critic_optimizer = torch.optim.Adam(critic, lr=self.cfg.critic_lr) if critic else None
+        self.critic_schedule = getattr(loss, "critic_schedule", "batch")
 
     def add_callback(self, cb: Callback) -> None:
         self.callbacks.append(cb)
@@ -103,17 +175,22 @@ class Trainer:
         for cb in self.callbacks:
             cb(event, info)
 
+    # -- steps -------------------------------------------------------------------------------------
+    def _critic_step(self, out: Any, labels: torch.Tensor) -> None:
+        assert self.critic_optimizer is not None
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss = self.loss.critic_loss(out, labels)
+        if critic_loss.requires_grad:
+            critic_loss.backward()
+            self.critic_optimizer.step()
+
     def train_step(self, batch: Any) -> dict[str, float]:
         self.model.train()
         self.loss.train()
         labels = batch.labels
         out = self.model(batch)
-        if self.critic_optimizer is not None:
-            self.critic_optimizer.zero_grad(set_to_none=True)
-            critic_loss = self.loss.critic_loss(out, labels)
-            if critic_loss.requires_grad:
-                critic_loss.backward()
-                self.critic_optimizer.step()
+        if self.critic_optimizer is not None and self.critic_schedule == "batch":
+            self._critic_step(out, labels)
         self.optimizer.zero_grad(set_to_none=True)
         result = self.loss(out, labels)
         if not torch.isfinite(result.total):
@@ -126,57 +203,166 @@ class Trainer:
         if hasattr(self.loss, "update_queue"):
             self.loss.update_queue(out, labels)
         self.step += 1
-        return {"loss": float(result.total), **{k: float(v) for k, v in result.terms.items()}}
+        return {"loss": result.total.item(), **{k: float(v) for k, v in result.terms.items()}}
 
-    @torch.no_grad()
+    def critic_epoch(self, train: Dataset, rng: np.random.Generator) -> None:
+        """One pass of the critic optimiser over ``train`` with the model's features detached."""
+        self.model.train()
+        self.loss.train()
+        for idx in batch_order(train, self.cfg.batch_size, True, rng, self.cfg.bucket):
+            batch = collate([train.samples[i] for i in idx], train.feature_dims)
+            with torch.no_grad():
+                out = self.model(batch)
+            self._critic_step(out, batch.labels)
+
     def predict(self, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
-        """Predictions and labels for a whole split (eval mode)."""
-        self.model.eval()
-        preds, labels = [], []
-        for batch in iterate_batches(data, self.cfg.eval_batch_size, shuffle=False):
-            preds.append(self.model(batch).score.float().cpu().numpy())
-            labels.append(batch.labels.numpy())
-        return np.concatenate(preds), np.concatenate(labels)
+        """Predictions and labels for a whole split, in the split's order (eval mode)."""
+        return predict(self.model, data, self.cfg.eval_batch_size, self.cfg.bucket)
 
     def valid_loss(self, data: Dataset) -> float:
         pred, y = self.predict(data)
+        if getattr(self.loss, "valid_criterion", "mse") == "mae":
+            return float(np.mean(np.abs(pred - y)))
         return float(np.mean((pred - y) ** 2))
 
-    def fit(self, train: Dataset, valid: Dataset | None = None) -> TrainResult:
+    # -- run directory -----------------------------------------------------------------------------
+    def _save_checkpoint(self, state: dict[str, Any], rng: np.random.Generator) -> None:
+        assert self.run_dir is not None
+        new, cur, old = (self.run_dir / n for n in ("checkpoint.new", "checkpoint", "checkpoint.old"))
+        shutil.rmtree(new, ignore_errors=True)
+        new.mkdir(parents=True)
+        save_tensors(new / "model.safetensors", _trainable_state(self.model))
+        save_tensors(new / "loss.safetensors", dict(self.loss.state_dict()))
+        tensors, meta = _optimizer_tensors(self.optimizer, "main")
+        if self.critic_optimizer is not None:
+            t2, meta["critic"] = _optimizer_tensors(self.critic_optimizer, "critic")
+            tensors.update(t2)
+        tensors["rng.torch"] = torch.get_rng_state()
+        save_tensors(new / "optim.safetensors", tensors)
+        trainer_state = {**state, "step": self.step, "optim": meta, "numpy_rng": rng.bit_generator.state}
+        atomic_write_bytes(new / "trainer.json", json.dumps(trainer_state).encode())
+        if cur.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            cur.rename(old)
+        new.rename(cur)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _load_checkpoint(self, rng: np.random.Generator) -> dict[str, Any] | None:
+        assert self.run_dir is not None
+        path = next(
+            (self.run_dir / n for n in ("checkpoint", "checkpoint.old") if (self.run_dir / n).is_dir()), None
+        )
+        if path is None or not (path / "trainer.json").exists():
+            return None
+        try:
+            state = json.loads((path / "trainer.json").read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(
+                f"{path / 'trainer.json'}: corrupt checkpoint ({exc}); delete it to start over"
+            ) from None
+        self.model.load_state_dict(load_tensors(path / "model.safetensors"), strict=False)
+        self.loss.load_state_dict(load_tensors(path / "loss.safetensors"))
+        tensors = load_tensors(path / "optim.safetensors")
+        meta = state.pop("optim")
+        self.optimizer.load_state_dict(_optimizer_state(tensors, meta, "main"))
+        if self.critic_optimizer is not None and "critic" in meta:
+            self.critic_optimizer.load_state_dict(_optimizer_state(tensors, meta["critic"], "critic"))
+        torch.set_rng_state(tensors["rng.torch"])
+        rng.bit_generator.state = state.pop("numpy_rng")
+        self.step = int(state.pop("step"))
+        return state
+
+    def _append_log(self, row: dict[str, float]) -> None:
+        assert self.run_dir is not None
+        path = self.run_dir / "log.csv"
+        new = not path.exists()
+        if not new:
+            with open(path, newline="") as fh:
+                fields = next(csv.reader(fh), list(row))
+        else:
+            fields = list(row)
+        with open(path, "a", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow({k: f"{v:.6g}" for k, v in row.items()})
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def fit(self, train: Dataset, valid: Dataset | None = None, resume: bool = False) -> TrainResult:
         rng = seed_everything(self.cfg.seed)
         start = time.perf_counter()
-        best, best_epoch, best_state, bad_epochs = math.inf, -1, None, 0
-        history: list[dict[str, float]] = []
-        for epoch in range(self.cfg.epochs):
-            sums: dict[str, float] = {}
-            n = 0
-            for batch in iterate_batches(train, self.cfg.batch_size, shuffle=True, generator=rng):
-                for k, v in self.train_step(batch).items():
-                    sums[k] = sums.get(k, 0.0) + v
-                n += 1
-                self._emit("step", step=self.step, epoch=epoch)
-                if self.cfg.max_steps is not None and self.step >= self.cfg.max_steps:
-                    break
-            row = {
-                "epoch": float(epoch),
-                "step": float(self.step),
-                **{f"train_{k}": v / max(n, 1) for k, v in sums.items()},
-            }
+        st: dict[str, Any] = {"epoch": -1, "best": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": []}
+        best_state: dict[str, torch.Tensor] | None = None
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            loaded = self._load_checkpoint(rng) if resume else None
+            if loaded is not None:
+                st = loaded
+                log.info("resuming %s after epoch %d (step %d)", self.run_dir, st["epoch"], self.step)
+                if (self.run_dir / "best" / "model.safetensors").exists():
+                    best_state = load_tensors(self.run_dir / "best" / "model.safetensors")
+            elif not resume:
+                (self.run_dir / "log.csv").unlink(missing_ok=True)
+        done = st["bad_epochs"] >= self.cfg.patience or (
+            self.cfg.max_steps is not None and self.step >= self.cfg.max_steps
+        )
+        for epoch in range(st["epoch"] + 1, self.cfg.epochs):
+            if done:
+                break
+            row = self._train_epoch(train, epoch, rng)
             if valid is not None and len(valid):
                 row["valid_loss"] = self.valid_loss(valid)
-                if row["valid_loss"] < best:
-                    best, best_epoch, bad_epochs = row["valid_loss"], epoch, 0
-                    best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                if row["valid_loss"] < st["best"]:
+                    st.update(best=row["valid_loss"], best_epoch=epoch, bad_epochs=0)
+                    best_state = _trainable_state(self.model)
+                    if self.run_dir is not None:
+                        save_tensors(self.run_dir / "best" / "model.safetensors", best_state)
                 else:
-                    bad_epochs += 1
-            history.append(row)
+                    st["bad_epochs"] += 1
+            row["seconds"] = time.perf_counter() - start
+            st["history"].append(row)
+            st["epoch"] = epoch
             log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"))
+            if self.run_dir is not None:
+                self._append_log(row)
+                self._save_checkpoint(st, rng)
             self._emit("epoch", **row)
-            if bad_epochs >= self.cfg.patience or (
+            done = st["bad_epochs"] >= self.cfg.patience or (
                 self.cfg.max_steps is not None and self.step >= self.cfg.max_steps
-            ):
-                break
+            )
         if best_state is not None:
-            self.model.load_state_dict(best_state)
+            self.model.load_state_dict(best_state, strict=False)
         self.model.eval()
-        return TrainResult(best_epoch, best, self.step, time.perf_counter() - start, history)
+        return TrainResult(
+            st["best_epoch"], st["best"], self.step, time.perf_counter() - start, list(st["history"])
+        )
+
+    def _train_epoch(self, train: Dataset, epoch: int, rng: np.random.Generator) -> dict[str, float]:
+        if self.critic_optimizer is not None and self.critic_schedule == "epoch":
+            self.critic_epoch(train, rng)
+        batches = batch_order(train, self.cfg.batch_size, True, rng, self.cfg.bucket)
+        sums: dict[str, float] = {}
+        n = 0
+        bar = None
+        if self.cfg.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(batches), desc=f"epoch {epoch}", leave=False, unit="batch")
+        for idx in batches:
+            batch = collate([train.samples[i] for i in idx], train.feature_dims)
+            for k, v in self.train_step(batch).items():
+                sums[k] = sums.get(k, 0.0) + v
+            n += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{sums['loss'] / n:.3f}")
+            self._emit("step", step=self.step, epoch=epoch)
+            if self.cfg.max_steps is not None and self.step >= self.cfg.max_steps:
+                break
+        if bar is not None:
+            bar.close()
+        return {
+            "epoch": float(epoch),
+            "step": float(self.step),
+            **{f"train_{k}": v / max(n, 1) for k, v in sums.items()},
+        }
