@@ -202,7 +202,7 @@ class BatchScorer:
         try:
             media = self.scorer.load_media(path)
         except FineError as exc:
-            return self._finish_bad(path, out, "failed", str(exc), t0)
+            return self._finish_bad(path, out, "failed", _without_path(str(exc), path), t0)
         notes = _notes(media)
         for stale in (PNG_NAME, HTML_NAME):
             (out / stale).unlink(missing_ok=True)
@@ -211,11 +211,11 @@ class BatchScorer:
             try:
                 rows = self.score_media(media, writer.append)
             except FineError as exc:
-                writer.close("failed", {"reason": str(exc)})
-                return self._result(path, key, "failed", [], media.duration, str(exc), t0)
+                reason = _without_path(str(exc), path)
+                writer.close("failed", {"reason": reason})
+                return self._result(path, key, "failed", [], media.duration, reason, t0)
             if not rows:
-                reason = "no speech found" + (f" ({'; '.join(notes)})" if notes else "")
-                reason += "; use --window SECONDS to score it in fixed windows"
+                reason = "; ".join(["no speech found", *notes, "use --window SECONDS to score fixed windows"])
                 writer.close("no_speech", {"reason": reason})
                 return self._result(path, key, "no_speech", [], media.duration, reason, t0)
             reason = "; ".join(notes)
@@ -284,7 +284,12 @@ class BatchScorer:
 
 def _unsupported(path: Path) -> str:
     kind = path.suffix.lower() or "no extension"
-    return f"unsupported file type ({kind}); expected audio or video ({', '.join(MEDIA_EXTS)})"
+    return f"unsupported file type ({kind}): not an audio or video file"
+
+
+def _without_path(message: str, path: Path) -> str:
+    """The summary names the input already: drop the leading 'PATH: ' of an InputError message."""
+    return message.removeprefix(f"{path}: ")
 
 
 def _notes(media: Media) -> list[str]:
