@@ -37,15 +37,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _median_time(fn: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def default_model(directory: Path) -> Path:
     """A FINE of the default size with random weights whose profile is what this install computes."""
     import torch
@@ -100,14 +91,24 @@ def run(args: argparse.Namespace) -> int:
 
         for fn in (transcribe(True), score):  # warm-up: model loads, first-call allocations
             fn()
-        t_asr = _median_time(transcribe(True), args.repeat)
-        t_asr_plain = _median_time(transcribe(False), args.repeat)
-        t_score = _median_time(score, args.repeat)
-        t_full = _median_time(score_and_write, args.repeat)
+        sides = {
+            "asr": transcribe(True),
+            "asr_plain": transcribe(False),
+            "score": score,
+            "full": score_and_write,
+        }
+        times: dict[str, list[float]] = {k: [] for k in sides}
+        for _ in range(args.repeat):  # interleaved, so load from other jobs hits every side alike
+            for k, fn in sides.items():
+                t0 = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - t0)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        t_asr, t_asr_plain, t_score, t_full = med["asr"], med["asr_plain"], med["score"], med["full"]
         scorer.close()
     print(f"file: {args.file} ({n_units} units); model: {scorer.model_id} on {scorer.runner.describe()}")
     print(
-        f"whisper: {config.whisper_model}, cpu int8, {args.threads} threads; median of {args.repeat} runs after warm-up"
+        f"whisper: {config.whisper_model}, cpu int8, {args.threads} threads; median of {args.repeat} interleaved runs after warm-up"
     )
     print(f"  transcription only (VAD + word timestamps) {t_asr * 1000:8.0f} ms   1.00x")
     print(

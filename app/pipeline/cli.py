@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -51,6 +52,8 @@ def _fail(msg: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Our progress bar is the one to watch: no per-model "Loading weights" bars from transformers.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         args = parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error argparse has already printed
