@@ -39,6 +39,7 @@ VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".mpg", ".mpeg", ".flv", 
 MEDIA_EXTS = AUDIO_EXTS + VIDEO_EXTS
 ASR_RATE = 16000
 FINISHED = ("complete", "no_speech", "failed", "skipped")
+INTERNAL = "internal error"
 CSV_NAME, JSON_NAME, PNG_NAME, HTML_NAME = "timeline.csv", "timeline.json", "plot.png", "report.html"
 SUMMARY_COLUMNS = [
     "input",
@@ -146,11 +147,11 @@ class BatchScorer:
         """Voice activity + ASR with word timestamps (faster-whisper's Silero VAD filter)."""
         if media.audio is None or not media.audio.size:
             return []
-        audio = media.audio
+        audio: np.ndarray | None = media.audio
         if self.scorer.sample_rate != ASR_RATE:
             audio = decode_audio(media.path, ASR_RATE)
-            if audio is None:
-                return []
+        if audio is None:
+            return []
         assert self.transcriber is not None
         return list(self.transcriber.transcribe(audio).words)
 
@@ -187,6 +188,8 @@ class BatchScorer:
     def is_done(self, path: Path, out: Path) -> dict[str, Any] | None:
         doc = read_timeline(out / JSON_NAME)
         if doc is None or doc.get("status") not in FINISHED:
+            return None
+        if str(doc.get("reason", "")).startswith(INTERNAL):  # a bug or a crash, not the input: retry
             return None
         want = self.meta(path)
         same = all(doc.get(k) == want[k] for k in ("fingerprint", "model_id", "segment", "whisper_model"))
@@ -278,7 +281,7 @@ class BatchScorer:
         except Exception as exc:
             log.debug("scoring %s failed", path, exc_info=True)
             first = (str(exc).strip().splitlines() or [""])[0]
-            reason = f"internal error ({type(exc).__name__}: {first}); rerun with -v for details"
+            reason = f"{INTERNAL} ({type(exc).__name__}: {first}); rerun with -v for details"
             return self._finish_bad(path, target, "failed", reason, t0)
 
 
