@@ -154,3 +154,19 @@ def test_negative_speech_scores_below_positive(samples_dir: Path, tmp_path: Path
     neg, pos = summary["tts_negative_en.wav"]["mean_score"], summary["tts_positive_en.wav"]["mean_score"]
     assert neg < pos, (neg, pos)
     assert np.isfinite([neg, pos]).all()
+
+
+@pytest.mark.slow
+def test_bench_score_prints_both_timings(samples_dir: Path, tiny_model: Path, capsys) -> None:
+    from app.pipeline.bench import main as bench_main
+
+    rc = bench_main(
+        [str(samples_dir / "jfk.flac"), "--model", str(tiny_model), "--repeat", "1", "--threads", "1"]
+    )
+    assert rc == 0
+    out = capsys.readouterr().out
+    asr = float(re.search(r"VAD \+ word timestamps\)\s+(\d+) ms", out).group(1))
+    score = re.search(r"fine score: scoring\s+(\d+) ms\s+([0-9.]+)x", out)
+    assert asr > 0 and float(score.group(1)) > 0
+    assert float(score.group(2)) == pytest.approx(float(score.group(1)) / asr, abs=0.02)
+    assert "target scoring <= 1.3x transcription:" in out
