@@ -39,7 +39,7 @@ def parser() -> argparse.ArgumentParser:
         "--hop", type=float, default=None, metavar="SECONDS", help="window step (default window/2)"
     )
     p.add_argument(
-        "--max-pause", type=float, default=1.0, help="pause (s) that ends an utterance (default 1)"
+        "--max-pause", type=float, default=2.0, help="pause (s) that ends an utterance (default 2)"
     )
     p.add_argument("--resume", action="store_true", help="skip inputs already scored into --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

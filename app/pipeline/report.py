@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import itertools
 import logging
 import textwrap
 from collections.abc import Sequence
@@ -31,6 +32,18 @@ def _pyplot() -> Any:
     return plt
 
 
+def display_spans(rows: Sequence[TimelineRow]) -> list[tuple[float, float]]:
+    """Where each unit is drawn: its own span, narrowed to the midpoints between neighbouring unit
+    centres where units overlap (sliding windows), so every unit gets its own strip of the time axis."""
+    centres = [(r.start + r.end) / 2 for r in rows]
+    spans = []
+    for i, r in enumerate(rows):
+        x0 = max(r.start, (centres[i - 1] + centres[i]) / 2) if i > 0 else r.start
+        x1 = min(r.end, (centres[i] + centres[i + 1]) / 2) if i + 1 < len(rows) else r.end
+        spans.append((x0, x1))
+    return spans
+
+
 def render_plot(
     rows: Sequence[TimelineRow], title: str, duration: float, label_range: tuple[float, float]
 ) -> bytes:
@@ -44,24 +57,18 @@ def render_plot(
         lo, hi = label_range
         end = max([duration, *(r.end for r in rows)], default=1.0) or 1.0
         ax.axhline(0.0, color="0.6", lw=0.8)
-        for k, r in enumerate(rows):
-            ax.axvspan(r.start, r.end, color="0.92" if k % 2 == 0 else "0.86", lw=0)
-            ax.hlines(r.score, r.start, r.end, color="black", lw=2.5)
+        spans = display_spans(rows)
+        overlapping = any(b.start < a.end - 1e-9 for a, b in itertools.pairwise(rows))
+        for k, (r, (x0, x1)) in enumerate(zip(rows, spans)):
+            ax.axvspan(x0, x1, color="0.92" if k % 2 == 0 else "0.86", lw=0)
+            ax.hlines(r.score, x0, x1, color="black", lw=2.5)
             for m, u, p in zip(MODALITIES, r.unimodal, r.presence):
                 if p:
-                    ax.hlines(u, r.start, r.end, color=COLORS[m], lw=1, alpha=0.8, linestyles="--")
-            if r.text:
-                chars = max(10, int(120 * (r.end - r.start) / end))
+                    ax.hlines(u, x0, x1, color=COLORS[m], lw=1, alpha=0.8, linestyles="--")
+            if r.text and not overlapping:  # overlapping windows repeat words: the report's table has them
+                chars = max(10, int(120 * (x1 - x0) / end))
                 label = textwrap.fill(textwrap.shorten(r.text, width=chars * 3), width=chars)
-                ax.text(
-                    (r.start + r.end) / 2,
-                    hi - 0.04 * (hi - lo),
-                    label,
-                    ha="center",
-                    va="top",
-                    fontsize=7,
-                    rotation=0 if len(rows) <= 12 else 60,
-                )
+                ax.text((x0 + x1) / 2, hi - 0.04 * (hi - lo), label, ha="center", va="top", fontsize=7)
         mids = [(r.start + r.end) / 2 for r in rows]
         ax.plot(mids, [r.score for r in rows], "o-", color="black", ms=4, lw=0.8, label="score (multimodal)")
         for m in MODALITIES:
@@ -73,7 +80,8 @@ def render_plot(
         ax.legend(loc="lower right", fontsize=7, ncol=4)
         ax.grid(axis="y", alpha=0.3)
 
-        widths = [max(r.end - r.start, 1e-3) * 0.9 for r in rows]
+        widths = [max(x1 - x0, 1e-3) * 0.9 for x0, x1 in spans]
+        mids = [(x0 + x1) / 2 for x0, x1 in spans]
         pos = [0.0] * len(rows)
         neg = [0.0] * len(rows)
         for i_m, m in enumerate(MODALITIES):
@@ -83,6 +91,9 @@ def render_plot(
             pos = [p + max(v, 0.0) for p, v in zip(pos, vals)]
             neg = [n + min(v, 0.0) for n, v in zip(neg, vals)]
         bx.axhline(0.0, color="0.4", lw=0.8)
+        top, bottom = max(pos, default=0.0), min(neg, default=0.0)
+        room = max(top - bottom, 1e-6)
+        bx.set_ylim(bottom - 0.05 * room * (bottom < 0), top + 0.3 * room)  # headroom for the legend
         bx.set_ylabel("contribution\n(Shapley)")
         bx.set_xlabel("time (s)")
         bx.legend(loc="upper right", fontsize=7, ncol=3)
