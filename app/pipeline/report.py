@@ -124,7 +124,8 @@ def render_html(meta: dict[str, Any], rows: Sequence[TimelineRow], png: bytes | 
     for r in rows:
         present = "".join(m[0].upper() if p else "·" for m, p in zip(MODALITIES, r.presence))
         cells = [str(r.index), f"{r.start:.2f}", f"{r.end:.2f}", esc(r.text), f"{r.score:+.3f}"]
-        cells += [f"{x:+.3f}" for x in r.unimodal] + [f"{x:+.3f}" for x in r.contributions] + [present]
+        heads = [f"{x:+.3f}" if p else "–" for x, p in zip(r.unimodal, r.presence)]  # absent: no evidence
+        cells += heads + [f"{x:+.3f}" for x in r.contributions] + [present]
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     img = ""
     if png is not None:
