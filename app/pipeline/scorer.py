@@ -88,7 +88,13 @@ class Media:
     info: MediaInfo
     audio: np.ndarray | None  # (n,) float32 mono, None without an audio track
     vision: VisionFeatures | None  # None without a video track
-    duration: float
+    duration: float  # seconds that could be decoded
+
+    @property
+    def truncated(self) -> bool:
+        """Much less could be decoded than the container declares: a cut-off or damaged file."""
+        declared = self.info.duration
+        return declared is not None and self.duration < 0.9 * declared - 0.5
 
     @property
     def has_face(self) -> bool:
@@ -145,12 +151,12 @@ class Scorer:
             raise InputError(f"{path}: has neither an audio nor a video track")
         audio = decode_audio(path, self.sample_rate) if info.has_audio else None
         vision = self.extractors.vision.extract_file(path) if info.has_video else None
-        lengths = [info.duration or 0.0]
+        lengths = [0.0]
         if audio is not None:
             lengths.append(audio.shape[0] / self.sample_rate)
         if vision is not None and vision.times.size:
             lengths.append(float(vision.times[-1]) + 1.0 / self.extractors.config.vision.fps)
-        duration = max(lengths)
+        duration = max(lengths)  # what could be decoded; a cut-off file declares more (see `truncated`)
         if duration <= 0:
             raise InputError(f"{path}: contains no audio samples and no video frames")
         return Media(Path(path), info, audio, vision, duration)

@@ -297,6 +297,11 @@ def _without_path(message: str, path: Path) -> str:
 
 def _notes(media: Media) -> list[str]:
     notes = []
+    if media.truncated:
+        notes.append(
+            f"only {media.duration:.1f} s of the {media.info.duration:.1f} s the file declares could be "
+            "decoded: it may be truncated"
+        )
     if media.audio is None:
         notes.append("no audio track: voice and words absent")
     elif not media.audio.size or float(np.sqrt(np.mean(np.square(media.audio)))) < 10 ** (-50 / 20):

@@ -22,17 +22,20 @@ JFK = "And so my fellow Americans, ask not what your country can do for you, ask
 def scored(
     samples_dir: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, dict]:
-    """One run over: speech without video, a video without a face, a cut-off copy, a non-media file."""
+    """One run over: speech without video, a video without a face, cut-off and corrupt copies, a non-media file."""
     tmp = tmp_path_factory.mktemp("score")
     src = samples_dir / "face_smiling_plus_tts_positive.mp4"
     truncated = tmp / "in" / "truncated.mp4"
     truncated.parent.mkdir()
     truncated.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    faststart = samples_dir / "WolfgangLanger_Pexels.mp4"  # index first: a cut copy still opens
+    cut = tmp / "in" / "cut_faststart.mp4"
+    cut.write_bytes(faststart.read_bytes()[:800_000])
     corrupt = corrupt_copy(samples_dir / "no_face.mp4", tmp / "in" / "corrupt.mp4")
     notes = tmp / "in" / "notes.txt"
     notes.write_text("not media")
     out = tmp / "out"
-    inputs = [samples_dir / "jfk.flac", samples_dir / "no_face.mp4", truncated, corrupt, notes]
+    inputs = [samples_dir / "jfk.flac", samples_dir / "no_face.mp4", truncated, cut, corrupt, notes]
     rc = main(
         [*map(str, inputs), "--out", str(out), "--model", str(tiny_model), "--no-progress", "--threads", "1"]
     )
@@ -69,7 +72,7 @@ def test_outputs_are_complete_and_self_contained(scored: tuple[Path, dict]) -> N
     assert "data:image/png;base64," in page and "fellow Americans" in page
     assert not list(out.rglob("*.tmp"))
     lines = (out / "summary.csv").read_text().splitlines()
-    assert lines[0].startswith("input,key,status,units") and len(lines) == 1 + 5
+    assert lines[0].startswith("input,key,status,units") and len(lines) == 1 + 6
 
 
 def test_bad_inputs_are_reported_not_fatal(scored: tuple[Path, dict]) -> None:
@@ -81,6 +84,9 @@ def test_bad_inputs_are_reported_not_fatal(scored: tuple[Path, dict]) -> None:
         assert summary[name]["status"] == "failed"
         assert "corrupt" in summary[name]["reason"] or "cannot be decoded" in summary[name]["reason"]
         assert not (out / name.replace(".", "_") / "timeline.csv").exists()
+    cut = summary["cut_faststart.mp4"]  # opens, decodes about half, then the data ends
+    assert cut["status"] == "no_speech" and "may be truncated" in cut["reason"]
+    assert 8.0 < cut["duration"] < 11.0
     assert summary["notes.txt"]["status"] == "skipped" and "unsupported" in summary["notes.txt"]["reason"]
 
 
