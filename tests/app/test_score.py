@@ -171,3 +171,25 @@ def test_bench_score_prints_both_timings(samples_dir: Path, tiny_model: Path, ca
     assert asr > 0 and float(score.group(1)) > 0
     assert float(score.group(2)) == pytest.approx(float(score.group(1)) / asr, abs=0.02)
     assert "target scoring <= 1.3x transcription:" in out
+
+
+def test_onnxruntime_backend_gives_the_torch_timeline(
+    scored: tuple[Path, dict], samples_dir: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("onnxruntime")
+    from core.artifact import load_model
+    from export.onnx_export import ExportOptions, export_onnx
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model, model_dir)
+    export_onnx(load_model(model_dir), model_dir / "model.onnx", ExportOptions(simplify=False))
+    out = tmp_path / "out"
+    args = [str(samples_dir / "jfk.flac"), "--out", str(out), "--model", str(model_dir), "--no-progress"]
+    assert main([*args, "--backend", "onnxruntime-cpu"]) == 0
+    ort_rows = json.loads((out / "jfk_flac" / "timeline.json").read_text())["rows"]
+    torch_rows = json.loads((scored[0] / "jfk_flac" / "timeline.json").read_text())["rows"]
+    assert [r["text"] for r in ort_rows] == [r["text"] for r in torch_rows]
+    for a, b in zip(ort_rows, torch_rows):
+        assert a["model_id"] == b["model_id"]  # same artifact, whichever backend runs it
+        assert a["score"] == pytest.approx(b["score"], abs=1e-5)
+        assert np.allclose(a["contributions"], b["contributions"], atol=1e-5)
