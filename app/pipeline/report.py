@@ -100,7 +100,9 @@ def render_plot(
         bx.grid(axis="y", alpha=0.3)
         if not rows:
             ax.text(end / 2, 0, "no scored units", ha="center", va="center")
-        fig.tight_layout()
+        fig.subplots_adjust(
+            left=0.08, right=0.98, top=0.94, bottom=0.09, hspace=0.08
+        )  # not tight_layout: ~2x the render
         buf = io.BytesIO()
         fig.savefig(buf, format="png")
         return buf.getvalue()
