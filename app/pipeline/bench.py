@@ -83,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
 
         def score() -> None:
             nonlocal n_units
-            media = scorer.load_media(args.file)
-            n_units = len(batch.score_media(media, lambda rows: None))
+            media, words = batch.load(args.file)
+            n_units = len(batch.score_media(media, lambda rows: None, words))
 
         counter = iter(range(10**6))
 

@@ -87,8 +87,19 @@ class Media:
     path: Path
     info: MediaInfo
     audio: np.ndarray | None  # (n,) float32 mono, None without an audio track
-    vision: VisionFeatures | None  # None without a video track
-    duration: float  # seconds that could be decoded
+    vision: VisionFeatures | None  # None without a video track (or before Scorer.track_faces)
+    sample_rate: int
+    fps: float
+
+    @property
+    def duration(self) -> float:
+        """Seconds that could be decoded (a cut-off file declares more: see :attr:`truncated`)."""
+        lengths = [0.0]
+        if self.audio is not None:
+            lengths.append(self.audio.shape[0] / self.sample_rate)
+        if self.vision is not None and self.vision.times.size:
+            lengths.append(float(self.vision.times[-1]) + 1.0 / self.fps)
+        return max(lengths)
 
     @property
     def truncated(self) -> bool:
@@ -146,20 +157,24 @@ class Scorer:
     # ---------------------------------------------------------------------------------- offline input
     def load_media(self, path: str | os.PathLike[str]) -> Media:
         """Decode a file (InputError when it cannot be read) and track faces through all of it."""
+        return self.track_faces(self.decode(path))
+
+    def decode(self, path: str | os.PathLike[str]) -> Media:
+        """Probe and decode the audio; faces come from :meth:`track_faces` (which may run while ASR
+        works on the audio)."""
         info = probe(path)
         if not info.has_audio and not info.has_video:
             raise InputError(f"{path}: has neither an audio nor a video track")
         audio = decode_audio(path, self.sample_rate) if info.has_audio else None
-        vision = self.extractors.vision.extract_file(path) if info.has_video else None
-        lengths = [0.0]
-        if audio is not None:
-            lengths.append(audio.shape[0] / self.sample_rate)
-        if vision is not None and vision.times.size:
-            lengths.append(float(vision.times[-1]) + 1.0 / self.extractors.config.vision.fps)
-        duration = max(lengths)  # what could be decoded; a cut-off file declares more (see `truncated`)
-        if duration <= 0:
-            raise InputError(f"{path}: contains no audio samples and no video frames")
-        return Media(Path(path), info, audio, vision, duration)
+        return Media(Path(path), info, audio, None, self.sample_rate, self.extractors.config.vision.fps)
+
+    def track_faces(self, media: Media) -> Media:
+        """Face features of every sampled frame of the video track (none without one)."""
+        if media.info.has_video:
+            media.vision = self.extractors.vision.extract_file(media.path)
+        if media.duration <= 0:
+            raise InputError(f"{media.path}: contains no audio samples and no video frames")
+        return media
 
     # ---------------------------------------------------------------------------------- features
     def unit_features(self, media: Media, unit: Unit) -> UnitFeatures:

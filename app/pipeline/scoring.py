@@ -15,6 +15,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,9 +162,29 @@ class BatchScorer:
             return sliding_windows(media.duration, words, seg)
         return utterances(words, seg)
 
-    def score_media(self, media: Media, on_rows: Callable[[list[TimelineRow]], None]) -> list[TimelineRow]:
-        """Transcribe, cut and score ``media``; ``on_rows`` receives each scored batch as it is done."""
-        units = self.units(media, self.transcribe(media))
+    def load(self, path: Path) -> tuple[Media, list[Word]]:
+        """Decode, then ASR in a worker thread while faces are tracked here (CTranslate2 releases the
+        GIL): on a machine with cores to spare the face pass costs no wall time."""
+        media = self.scorer.decode(path)
+        if not media.info.has_video:
+            return self.scorer.track_faces(media), self.transcribe(media)
+        with ThreadPoolExecutor(1, thread_name_prefix="fine-asr") as pool:
+            words = pool.submit(self.transcribe, media)
+            try:
+                self.scorer.track_faces(media)
+            finally:
+                result = words.result()  # also when tracking failed: never leave ASR running
+        return media, result
+
+    def score_media(
+        self,
+        media: Media,
+        on_rows: Callable[[list[TimelineRow]], None],
+        words: Sequence[Word] | None = None,
+    ) -> list[TimelineRow]:
+        """Cut ``media`` into units (transcribing it unless ``words`` are given) and score them;
+        ``on_rows`` receives each scored batch as it is done."""
+        units = self.units(media, self.transcribe(media) if words is None else words)
         rows: list[TimelineRow] = []
         step = self.config.batch_size
         for i in range(0, len(units), step):
@@ -203,7 +224,7 @@ class BatchScorer:
         if path.suffix.lower() not in MEDIA_EXTS:
             return self._finish_bad(path, out, "skipped", _unsupported(path), t0)
         try:
-            media = self.scorer.load_media(path)
+            media, words = self.load(path)
         except FineError as exc:
             return self._finish_bad(path, out, "failed", _without_path(str(exc), path), t0)
         notes = _notes(media)
@@ -212,7 +233,7 @@ class BatchScorer:
         meta = {**self.meta(path), "duration": round(media.duration, 3)}
         with TimelineWriter(out / CSV_NAME, out / JSON_NAME, meta) as writer:
             try:
-                rows = self.score_media(media, writer.append)
+                rows = self.score_media(media, writer.append, words)
             except FineError as exc:
                 reason = _without_path(str(exc), path)
                 writer.close("failed", {"reason": reason})
