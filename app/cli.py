@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "build a feature cache from recordings + label.csv; extract one file",
     ),
     "export": ("export.cli:main", "export a model to ONNX (and a TensorRT engine), checked against torch"),
+    "score": (
+        "app.pipeline.cli:main",
+        "score video/audio files: sentiment timelines (CSV/JSON), plots, HTML reports, a summary",
+    ),
 }
 
 # ``fine bench WHAT``: benchmarks print numbers; they are never timed tests.
@@ -35,6 +39,7 @@ BENCHES: dict[str, tuple[str, str]] = {
         "export.bench:main",
         "latency/throughput of every available runner (torch, onnxruntime, TensorRT)",
     ),
+    "score": ("app.pipeline.bench:main", "fine score on a file against faster-whisper transcription alone"),
 }
 
 

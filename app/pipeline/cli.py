@@ -1,0 +1,113 @@
+"""``fine score INPUT... --out DIR --model DIR``: batch sentiment timelines of recorded files."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from core.config import ConfigError
+from core.errors import FineError
+
+log = logging.getLogger(__name__)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fine score",
+        description="score video/audio files: timeline CSV/JSON, plot and HTML report per input, plus a summary",
+    )
+    p.add_argument("inputs", nargs="+", type=Path, help="media files or directories (searched recursively)")
+    p.add_argument("--out", type=Path, required=True, help="output directory (created)")
+    p.add_argument("--model", type=Path, required=True, help="model directory (artifact, .onnx or .engine)")
+    p.add_argument(
+        "--backend", default="auto", help="auto, torch, onnxruntime-cpu, onnxruntime-cuda, tensorrt"
+    )
+    p.add_argument(
+        "--whisper-model",
+        default="packaged:tiny.en",
+        help="faster-whisper size name (downloads), local CTranslate2 directory, or packaged:tiny.en (offline)",
+    )
+    p.add_argument("--language", default="en", help="spoken language (default en; 'auto' detects)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for ASR and the model (default 2)")
+    p.add_argument(
+        "--window", type=float, default=None, metavar="SECONDS", help="score fixed sliding windows"
+    )
+    p.add_argument(
+        "--hop", type=float, default=None, metavar="SECONDS", help="window step (default window/2)"
+    )
+    p.add_argument(
+        "--max-pause", type=float, default=2.0, help="pause (s) that ends an utterance (default 2)"
+    )
+    p.add_argument("--resume", action="store_true", help="skip inputs already scored into --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _fail(msg: str) -> int:
+    print(f"fine score: {msg}", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Our progress bar is the one to watch: no per-model "Loading weights" bars from transformers.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse has already printed
+        return int(exc.code or 0)
+    try:
+        from app.pipeline.config import ScoreConfig, SegmentConfig
+
+        config = ScoreConfig(
+            whisper_model=args.whisper_model,
+            language=None if args.language == "auto" else args.language,
+            threads=args.threads,
+            backend=args.backend,
+            segment=SegmentConfig(max_pause=args.max_pause, window=args.window, hop=args.hop),
+        )
+        return run(args, config)
+    except (FineError, ConfigError) as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(f"{where}{exc.strerror or exc}")
+
+
+def run(args: argparse.Namespace, config: object) -> int:
+    from app.pipeline.config import ScoreConfig
+    from app.pipeline.scorer import Scorer
+    from app.pipeline.scoring import BatchScorer, find_inputs
+
+    assert isinstance(config, ScoreConfig)
+    inputs = find_inputs(args.inputs)
+    missing = [str(p) for p, _ in inputs if not p.exists()]
+    if missing:
+        return _fail(f"{missing[0]}: no such file or directory")
+    if not inputs:
+        return _fail("no input files found")
+    args.out.mkdir(parents=True, exist_ok=True)
+    probe = args.out / ".write-test"
+    probe.write_bytes(b"")  # fail now, in one line, if the output directory is not writable
+    probe.unlink()
+    scorer = Scorer(args.model, config.backend, threads=config.threads)
+    results = BatchScorer(scorer, config).run(inputs, args.out, args.resume, not args.no_progress)
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    for r in results:
+        score = "" if r.mean_score is None else f" mean {r.mean_score:+.3f}"
+        print(f"{r.status:9s} {r.input}: {r.units} units{score}" + (f" ({r.reason})" if r.reason else ""))
+    print(
+        f"{len(results)} inputs: "
+        + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        + f"; summary in {args.out / 'summary.csv'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    sys.exit(main())

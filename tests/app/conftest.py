@@ -1,0 +1,47 @@
+"""Fixtures for app tests: a tiny random-weight FINE whose feature profile is what this install computes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> object:
+    """Small graphs and a busy 2-core machine: one thread is faster and steadier."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_tiny_model(directory: Path) -> Path:
+    """Random weights (the pipeline, not the model, is under test), the real running feature profile."""
+    pytest.importorskip("transformers")
+    from core.artifact import ModelCard, save_model
+    from core.config import FineConfig, FTREConfig, FusionConfig, MoQConfig
+    from core.features.clip import FeatureExtractors
+    from core.model import FINE
+
+    profile = FeatureExtractors().profile
+    cfg = FineConfig(
+        input_dims=profile.dims(),
+        d_model=32,
+        moq=MoQConfig(num_experts=2, num_queries=4, num_blocks=1, num_heads=2, dropout=0.0),
+        ftre=FTREConfig(feat_dim=16, hidden=32),
+        fusion=FusionConfig(num_layers=1, num_heads=2, dropout=0.0, head_hidden=32),
+        feature_profile=profile.to_dict(),
+    )
+    torch.manual_seed(0)
+    model = FINE(cfg).eval()
+    with torch.no_grad():  # unit-scale absent tokens: contributions of an untrained model are not ~0
+        for enc in model.encoders.values():
+            enc.absent.copy_(torch.randn(enc.absent.shape))
+    return save_model(model, directory, ModelCard(name="tiny-random"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny_model") / "model")
