@@ -70,6 +70,9 @@ def _weights_to_save(model: nn.Module) -> dict[str, torch.Tensor]:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; artifacts are ordinary files
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

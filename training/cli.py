@@ -249,6 +249,9 @@ def _model_and_loss(
     from core.losses import FineLoss
     from core.model import FINE
 
+    if train.feature_profile is not None and "feature_profile" not in overrides:
+        # data built by our extractors: record them, so scoring refuses features it cannot reproduce
+        overrides = {**overrides, "feature_profile": train.feature_profile}
     cfg = build_config(train.feature_dims, train.label_range, args.preset, overrides)
     model = FINE(cfg)
     return cfg, model, FineLoss(cfg, from_dict(LossConfig, loss_over))

@@ -78,3 +78,8 @@ def test_queue_and_critic_state_survive_save_and_load(tmp_path):
     assert int(fresh.queue.count.sum()) == 12
     for (ka, va), (kb, vb) in zip(loss.state_dict().items(), fresh.state_dict().items()):
         assert ka == kb and torch.equal(va, vb)
+
+
+def test_artifacts_are_ordinary_readable_files(tmp_path):
+    save_model(FINE(small_config()), tmp_path / "m")
+    assert (tmp_path / "m" / "config.json").stat().st_mode & 0o044 == 0o044

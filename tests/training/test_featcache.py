@@ -303,8 +303,7 @@ def one_thread():  # type: ignore[no-untyped-def]
 
 
 def test_train_fine_on_the_cache(cache: tuple[Path, dict], one_thread: None) -> None:
-    """Acceptance 4. TODO(lead): switch to `fine train --data cache:DIR` once training/cli.py is merged;
-    until then a short explicit loop (FINE + collate + MSE on out.score)."""
+    """Acceptance 4 (model level): FINE fits the cached features (see also the `fine train` test below)."""
     from core.config import FineConfig, FusionConfig, MoQConfig
     from core.features.clip import FeatureExtractors
     from core.features.profile import check_profile
@@ -354,6 +353,30 @@ def test_train_fine_on_the_cache(cache: tuple[Path, dict], one_thread: None) -> 
         True,
         False,
     ]
+
+
+def test_fine_train_reads_the_cache_and_records_its_profile(
+    cache: tuple[Path, dict], one_thread: None, tmp_path: Path
+) -> None:
+    """Acceptance 4 through the CLI: `fine train --data cache:DIR` trains and the artifact names the
+    extractors it was trained on."""
+    import csv
+    import json
+
+    from app.cli import main
+    from core.artifact import load_model
+    from training.featcache import cache_profile
+
+    out, _ = cache
+    run = tmp_path / "run"
+    args = ["train", "--data", f"cache:{out}", "--out", str(run), "--preset", "small", "--epochs", "30"]
+    assert main([*args, "--batch-size", "5", "--patience", "30", "--threads", "1", "--lr", "3e-3"]) == 0
+    config = json.loads((run / "model" / "config.json").read_text())
+    assert config["model"]["feature_profile"] == cache_profile(out).to_dict()
+    rows = list(csv.DictReader((run / "log.csv").open()))
+    first, last = float(rows[0]["train_mp"]), float(rows[-1]["train_mp"])
+    assert last < 0.5 * first, (first, last)
+    assert load_model(run / "model").config.feature_profile == cache_profile(out).to_dict()
 
 
 @pytest.mark.slow
