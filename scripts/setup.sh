@@ -43,7 +43,8 @@ fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] == '${TORCH_PIN#torch==}' else 1)" 2>/dev/null; then
   log "installing $TORCH_PIN"
-  "${PIP[@]}" install -q "$TORCH_PIN"
+  "${PIP[@]}" install -q "$TORCH_PIN" 2>&1 | { grep -v -E '^WARNING: Location' || true; } >&2
+  "$VENV/bin/python" -c "import torch" || { log "torch install failed"; exit 1; }
 fi
 extras="all"
 [ "$action" = test ] && extras="all,dev"
