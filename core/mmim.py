@@ -221,12 +221,17 @@ class MMIMLoss(nn.Module):
     def _pairs(self, out: MMIMOutput) -> list[tuple[str, Tensor]]:
         return [(m, out.present[:, 0] & out.present[:, i]) for i, m in ((1, "audio"), (2, "vision"))]
 
+    def _q(self, m: str) -> GaussianQ:
+        q = self.ba[m]
+        assert isinstance(q, GaussianQ)
+        return q
+
     def critic_loss(self, out: MMIMOutput, labels: Tensor) -> Tensor:
         """Stage 1 of each epoch: fit q(m | t) on detached features (maximise the log-likelihood)."""
         total = labels.new_zeros(())
         for m, rows in self._pairs(out):
             if int(rows.sum()) >= 2:
-                total = total - self.ba[m].log_likelihood(
+                total = total - self._q(m).log_likelihood(
                     out.reps["text"][rows].detach(), out.reps[m][rows].detach()
                 )
         return total
@@ -254,7 +259,7 @@ class MMIMLoss(nn.Module):
         ba, cpc = [], []
         for m, rows in self._pairs(out):
             if int(rows.sum()) >= 2:
-                lld = self.ba[m].log_likelihood(out.reps["text"][rows], out.reps[m][rows])
+                lld = self._q(m).log_likelihood(out.reps["text"][rows], out.reps[m][rows])
                 ba.append(lld + self._entropy(m, out.reps[m][rows], labels[rows]))
         for i, m in enumerate(MODALITIES):
             rows = out.present[:, i]
