@@ -13,11 +13,11 @@ import io
 import json
 import logging
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from core.artifact import atomic_write_bytes
 from core.config import MODALITIES
 
 log = logging.getLogger(__name__)
@@ -99,27 +99,8 @@ def _csv_line(values: list[str]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync, rename: readers see old or new, never
-    half. The file gets the usual permissions (0666 less the umask), not mkstemp's private 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), 0o666 & ~_umask())
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+# one atomic writer for the whole project (fsync + rename, ordinary 0666-umask permissions)
+atomic_write = atomic_write_bytes
 
 
 def write_json(path: Path, doc: dict[str, Any]) -> None:
