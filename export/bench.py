@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from core.config import MODALITIES, ConfigError, FineConfig, TextEncoderConfig
-from core.errors import FineError
+from core.config import MODALITIES, FineConfig, TextEncoderConfig
+from core.errors import run_cli
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +168,4 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except (FineError, ConfigError) as exc:
-        print(f"fine bench runtime: {exc}", file=sys.stderr)
-        return 2
+    return run_cli("fine bench runtime", run, args)

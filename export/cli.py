@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core.config import ConfigError
-from core.errors import FineError
+from core.errors import run_cli
 
 log = logging.getLogger(__name__)
 
@@ -123,11 +122,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except (FineError, ConfigError) as exc:
-        print(f"fine export: {exc}", file=sys.stderr)
-        return 2
+    return run_cli("fine export", run, args)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from core.config import ConfigError
-from core.errors import FineError
+from core.errors import run_cli
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -141,11 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1 or args.threads < 1:
         print("fine bench score: --repeat and --threads must be >= 1", file=sys.stderr)
         return 2
-    try:
-        return run(args)
-    except (FineError, ConfigError) as exc:
-        print(f"fine bench score: {exc}", file=sys.stderr)
-        return 2
+    return run_cli("fine bench score", run, args)
 
 
 if __name__ == "__main__":
