@@ -140,6 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1 or args.threads < 1:
         print("fine bench score: --repeat and --threads must be >= 1", file=sys.stderr)
         return 2
+    if not args.file.is_file():
+        print(
+            f"fine bench score: {args.file}: no such file; pass an audio or video file with speech",
+            file=sys.stderr,
+        )
+        return 2
     return run_cli("fine bench score", run, args)
 
 
