@@ -277,6 +277,9 @@ class BatchScorer:
     ) -> list[InputResult]:
         from tqdm import tqdm
 
+        removed = sweep_stale_temps(out)
+        if removed:
+            log.info("removed %d temporary file(s) left by an interrupted run in %s", removed, out)
         results: list[InputResult] = []
         with tqdm(inputs, desc="scoring", unit="file", disable=not progress) as bar:
             for path, key in bar:
@@ -373,6 +376,20 @@ def result_from_doc(path: Path, key: str, doc: dict[str, Any]) -> InputResult:
     )
     res.reason = (res.reason + "; " if res.reason else "") + "resumed: not recomputed"
     return res
+
+
+def sweep_stale_temps(out: Path) -> int:
+    """Delete the hidden ``.NAME.XXXX.tmp`` files that :func:`core.artifact.atomic_write_bytes` leaves
+    when a run is killed mid-write (SIGKILL cannot be caught). The finished files they were meant to
+    replace are intact; the temporaries are never read. Returns how many were removed."""
+    if not out.is_dir():
+        return 0
+    n = 0
+    for tmp in out.rglob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            n += 1
+    return n
 
 
 def write_summary(out: Path, results: Sequence[InputResult]) -> None:
