@@ -16,6 +16,10 @@ from collections.abc import Callable, Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("training.cli:train_main", "train FINE or the MMIM baseline on a dataset or generated data"),
     "evaluate": ("training.cli:evaluate_main", "evaluate a trained model (FINE or MMIM) on a dataset split"),
+    "build-default": (
+        "training.default_model:main",
+        "rebuild the shipped default model from the shared real data (MOSI text, EmoDB voice, GRID faces)",
+    ),
     "info": ("core.cli:info_main", "print a model artifact's config, feature profile and metrics"),
     "features": (
         "training.featcache:main",

@@ -32,6 +32,7 @@ from core.config import MODALITIES, ConfigError, FineConfig, LossConfig, TextEnc
 from core.errors import FineError
 from training import datasets
 from training.data import Dataset, Sample, batch_order, collate
+from training.input_norm import fit_input_norm
 from training.metrics import metrics_for
 from training.trainer import TrainConfig, Trainer, predict
 
@@ -333,6 +334,7 @@ def train_one(
             )
     else:
         cfg, model, loss = _model_and_loss(args, train, train_enc)
+    fit_input_norm(model, train)  # standardise input features (a no-op for MMIM and token ids)
     resolved = {
         "command": "fine train",
         "data": args.data,

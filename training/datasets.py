@@ -25,6 +25,10 @@ _LOADERS: dict[str, tuple[str, str]] = {
     "meld": ("training.textdata:load_meld", "MELD sentiment CSVs (pos/neu/neg -> +1/0/-1); ARG: folder"),
     "mmsa": ("training.benchmarks:load_mmsa", "MMSA feature pickle (aligned_50.pkl ...); ARG: path"),
     "misa": ("training.benchmarks:load_misa", "MISA/MMIM list pickle(s); ARG: .pkl or folder"),
+    "live": (
+        "training.corpus:load_live",
+        "the default model's corpus (MOSI text, EmoDB/PAA voice, GRID faces) with live features; ARG: shared/data",
+    ),
 }
 
 

@@ -1,4 +1,4 @@
-"""``fine score INPUT... --out DIR --model DIR``: batch sentiment timelines of recorded files."""
+"""``fine score INPUT... --out DIR [--model DIR]``: batch sentiment timelines of recorded files."""
 
 from __future__ import annotations
 
@@ -21,7 +21,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", nargs="+", type=Path, help="media files or directories (searched recursively)")
     p.add_argument("--out", type=Path, required=True, help="output directory (created)")
-    p.add_argument("--model", type=Path, required=True, help="model directory (artifact, .onnx or .engine)")
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="model directory (artifact, .onnx or .engine); default: the shipped default model",
+    )
     p.add_argument(
         "--backend", default="auto", help="auto, torch, onnxruntime-cpu, onnxruntime-cuda, tensorrt"
     )
@@ -43,7 +48,16 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--resume", action="store_true", help="skip inputs already scored into --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--print-timeline",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="print each input's timeline (auto: when at most 5 inputs)",
+    )
     return p
+
+
+PRINT_TIMELINE_MAX_INPUTS = 5
 
 
 def _fail(msg: str) -> int:
@@ -92,20 +106,58 @@ def run(args: argparse.Namespace, config: object) -> int:
     probe = args.out / ".write-test"
     probe.write_bytes(b"")  # fail now, in one line, if the output directory is not writable
     probe.unlink()
-    scorer = Scorer(args.model, config.backend, threads=config.threads)
+    model = args.model if args.model is not None else default_model()
+    scorer = Scorer(model, config.backend, threads=config.threads)
     results = BatchScorer(scorer, config).run(inputs, args.out, args.resume, not args.no_progress)
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
+    show = args.print_timeline == "always" or (
+        args.print_timeline == "auto" and len(results) <= PRINT_TIMELINE_MAX_INPUTS
+    )
     for r in results:
+        if show and r.units:
+            print_timeline(args.out / r.key)
         score = "" if r.mean_score is None else f" mean {r.mean_score:+.3f}"
         print(f"{r.status:9s} {r.input}: {r.units} units{score}" + (f" ({r.reason})" if r.reason else ""))
+        if r.units:
+            print(f"          report: {args.out / r.key / 'report.html'}")
     print(
         f"{len(results)} inputs: "
         + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         + f"; summary in {args.out / 'summary.csv'}"
     )
     return 0
+
+
+def default_model() -> Path:
+    from app.assets import DEFAULT_MODEL
+
+    if not (DEFAULT_MODEL / "config.json").exists():
+        raise FineError(
+            f"{DEFAULT_MODEL}: the shipped default model is missing from this installation; "
+            "pass --model DIR, or rebuild it with 'fine build-default --data ../shared/data "
+            "--out app/assets/default_model'"
+        )
+    return DEFAULT_MODEL
+
+
+def print_timeline(folder: Path) -> None:
+    """The rows of one input's timeline: time span, score, contributions (T/A/V) and the words."""
+    from app.pipeline.timeline import read_timeline
+
+    doc = read_timeline(folder / "timeline.json")
+    if doc is None:
+        return
+    model_id = doc["rows"][0]["model_id"] if doc["rows"] else "?"
+    print(f"{doc.get('input', folder.name)}  (model {model_id})")
+    print("    start     end   score   text   voice    face  words")
+    for row in doc["rows"]:
+        c = row["contributions"]
+        print(
+            f"  {row['start']:6.1f}  {row['end']:6.1f}  {row['score']:+6.2f}  "
+            f"{c[0]:+5.2f}  {c[1]:+6.2f}  {c[2]:+6.2f}  {row['text'][:60]}"
+        )
 
 
 if __name__ == "__main__":

@@ -47,6 +47,10 @@ class ModalityEncoder(nn.Module):
     def __init__(self, d_in: int, cfg: FineConfig) -> None:
         super().__init__()
         d = cfg.d_model
+        # Per-feature standardisation of the input, fitted on the training data (``training.input_norm``);
+        # identity until then. Buffers, so they travel in the artifact and the exported graph.
+        self.register_buffer("in_mean", torch.zeros(d_in))
+        self.register_buffer("in_std", torch.ones(d_in))
         self.proj = nn.Sequential(nn.Linear(d_in, d), nn.LayerNorm(d))
         self.moq = MixtureOfQFormers(d, cfg.moq)
         self.absent = nn.Parameter(torch.randn(cfg.moq.num_queries, d) * 0.02)
@@ -58,7 +62,8 @@ class ModalityEncoder(nn.Module):
         valid = mask & present[:, None]
         # Zero everything that is padding or absent (NaN-safe), and give absent rows a dummy valid key so
         # attention is always defined; those rows are replaced by the absent tokens below.
-        x = x.masked_fill(~valid[..., None], 0.0)
+        x = x.masked_fill(~valid[..., None], 0.0)  # first: padding may hold NaN or anything
+        x = ((x - self.in_mean) / self.in_std).masked_fill(~valid[..., None], 0.0)
         mask = valid | ~present[:, None]
         h = self.proj(x) + sinusoidal_positions(x.shape[1], self.absent.shape[1], x.device, x.dtype)
         h = h * mask[..., None].to(h.dtype)

@@ -24,6 +24,12 @@ class QFormerBlock(nn.Module):
     Query tokens use the expert-first layout ``(E, b, q, d)`` so that every per-expert linear map is one
     batched GEMM; for cross-attention the queries of all experts are folded into one query axis
     ``(b, H, E·q, dh)`` against the shared keys, so no key/value tensor is ever copied per expert.
+
+    The query axis may have batch size 1 while the sequence has b: the first block receives the learned
+    queries themselves, identical for every sample, so its self-attention and cross-attention query
+    projection run once instead of b times (exact; about a fifth of the MoQ's GEMM work at the defaults,
+    and the part an ONNX optimiser folds to a constant). The result broadcasts to b at the first residual
+    that involves the sequence.
     """
 
     def __init__(self, d: int, heads: int, experts: int, dropout: float, ffn_mult: int = 4) -> None:
@@ -42,20 +48,22 @@ class QFormerBlock(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, h: Tensor, kv_seq: Tensor, key_mask: Tensor) -> Tensor:
-        """h: (E, b, q, d) queries; kv_seq: (b, t, d) normed sequence; key_mask: (b, 1, 1, t) True = valid."""
-        e, b, q, d = h.shape
+        """h: (E, b or 1, q, d) queries; kv_seq: (b, t, d) normed sequence; key_mask: (b, 1, 1, t) True =
+        valid. Returns (E, b, q, d)."""
+        e, hb, q, d = h.shape
+        b, t = kv_seq.shape[:2]
         hh, dh = self.h, self.dh
-        # self-attention among the q query tokens of each expert: (E·b, H, q, dh)
-        qkv = self.qkv(self.norm_sa(h)).view(e * b, q, 3, hh, dh).permute(2, 0, 3, 1, 4)
-        att = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # (E·b, H, q, dh)
-        h = h + self.drop(self.out_sa(att.transpose(1, 2).reshape(e, b, q, d)))
+        # self-attention among the q query tokens of each expert: (E·hb, H, q, dh)
+        qkv = self.qkv(self.norm_sa(h)).view(e * hb, q, 3, hh, dh).permute(2, 0, 3, 1, 4)
+        att = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # (E·hb, H, q, dh)
+        h = h + self.drop(self.out_sa(att.transpose(1, 2).reshape(e, hb, q, d)))
         # cross-attention: every expert's queries attend to the same projected sequence
-        t = kv_seq.shape[1]
         kv = self.kv_ca(kv_seq).view(b, t, 2, hh, dh).permute(2, 0, 3, 1, 4)  # (2, b, H, t, dh)
-        qc = self.q_ca(self.norm_ca(h)).view(e, b, q, hh, dh).permute(1, 3, 0, 2, 4).reshape(b, hh, e * q, dh)
+        qc = self.q_ca(self.norm_ca(h)).expand(e, b, q, d)
+        qc = qc.reshape(e, b, q, hh, dh).permute(1, 3, 0, 2, 4).reshape(b, hh, e * q, dh)
         att = F.scaled_dot_product_attention(qc, kv[0], kv[1], attn_mask=key_mask)  # (b, H, E·q, dh)
         att = att.view(b, hh, e, q, dh).permute(2, 0, 3, 1, 4).reshape(e, b, q, d)
-        h = h + self.drop(self.out_ca(att))
+        h = h + self.drop(self.out_ca(att))  # broadcasts (E, 1, q, d) queries to (E, b, q, d)
         # feed-forward
         return h + self.drop(self.ff2(self.drop(F.gelu(self.ff1(self.norm_ff(h))))))
 
@@ -79,7 +87,11 @@ class MixtureOfQFormers(nn.Module):
         b = x.shape[0]
         kv = self.seq_norm(x)
         key_mask = mask[:, None, None, :]  # (b, 1, 1, t)
-        h = self.queries.unsqueeze(1).expand(-1, b, -1, -1)  # (E, b, q, d)
+        h = self.queries.unsqueeze(
+            1
+        )  # (E, 1, q, d): the same for every sample until the first cross-attention
+        if self.training:  # per-sample dropout masks in the first block, as with any other token
+            h = h.expand(-1, b, -1, -1)
         for block in self.blocks:
             h = block(h, kv, key_mask)
         h = self.out_norm(h)

@@ -1,0 +1,333 @@
+"""The live-profile training corpus of the shipped default model: ``--data live:DIR``.
+
+FINE's benchmark features (COVAREP, FACET) cannot be computed live, so the default model is trained on
+features from *this installation's* extractors, computed from the real recordings in ``DIR`` (the
+project's ``shared/data``)::
+
+    MOSI/label.csv        2199 transcripts with sentiment in [-3, 3]   -> text only (MiniLM token embeddings)
+    voice/emodb           535 acted German utterances, 10 speakers    -> audio only; happiness +2, neutral 0,
+                          (the emotion from EmoDB's file code)           boredom -1, anger/fear/sadness/disgust -2
+    voice/paa_valence     47 clips with continuous valence in [-1, 1] -> audio only, valence x 3; test only
+    faces/grid            11 talking faces reading neutral commands    -> text + audio + face, label 0
+
+No labelled facial-expression data may be redistributed here, so the face branch only ever sees neutral
+faces: it learns that a face alone says nothing, and its contribution stays near zero (the model card says
+so). Real corpora never pair a labelled transcript with a labelled voice, so the fusion learns to combine
+modalities from **cross-corpus pairs**: a MOSI transcript + an EmoDB voice (+ sometimes a neutral GRID
+face), labelled with the mean of the two labels (the face adds nothing). Pairs are drawn within one split
+(train with train, valid with valid) and never enter the test split, whose samples are single-source so
+that each modality's numbers are honest.
+
+Splits: MOSI's own; EmoDB by speaker (valid: speaker 09; test: speakers 03 and 08); PAA: test; GRID: train.
+Features are cached per source under ``cache`` (safetensors + JSON, keyed by the feature profile).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.artifact import atomic_write_bytes, load_tensors, save_tensors
+from core.config import MODALITIES
+from core.errors import InputError
+from training.data import Dataset, Sample
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+EMODB_SCORE = {"happiness": 2.0, "neutral": 0.0, "boredom": -1.0}  # every other emotion: -2.0
+EMODB_VALID_SPEAKERS = ("09",)
+EMODB_TEST_SPEAKERS = ("03", "08")
+PAIR_SEED = 20261123
+
+
+@dataclass(frozen=True)
+class PairPlan:
+    """How many cross-corpus pairs each split gets, as multiples of its number of transcripts."""
+
+    text_audio: float = 0.8  # MOSI text + EmoDB voice, label = mean
+    text_audio_face: float = 0.5  # + a neutral GRID face
+    audio_face: float = 0.2  # EmoDB voice + GRID face, label = the voice's
+    text_face: float = 0.2  # MOSI text + GRID face, label = the text's
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "fine-msa" / "live-corpus"
+
+
+# ---------------------------------------------------------------------------------------------- cache
+
+
+def _profile_key(profile: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(profile, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _save_source(path: Path, samples: list[Sample]) -> None:
+    """Variable-length arrays of many samples: one concatenated tensor per modality + offsets."""
+    tensors: dict[str, torch.Tensor] = {}
+    index = []
+    for m in MODALITIES:
+        parts = [s.features[m] for s in samples if s.features.get(m) is not None]
+        if parts:
+            tensors[m] = torch.from_numpy(np.concatenate(parts).astype(np.float32))
+    offs = {m: 0 for m in MODALITIES}
+    for s in samples:
+        spans: dict[str, list[int]] = {}
+        for m in MODALITIES:
+            x = s.features.get(m)
+            if x is not None:
+                spans[m] = [offs[m], offs[m] + x.shape[0]]
+                offs[m] += x.shape[0]
+        index.append(
+            {
+                "id": s.id,
+                "label": s.label,
+                "transcript": s.text,
+                "group": s.group,
+                "meta": s.meta,
+                "spans": spans,
+            }
+        )
+    save_tensors(path.with_suffix(".safetensors"), tensors)
+    atomic_write_bytes(path.with_suffix(".json"), json.dumps(index).encode())  # written last: marks done
+
+
+def _load_source(path: Path) -> list[Sample] | None:
+    if not path.with_suffix(".json").exists() or not path.with_suffix(".safetensors").exists():
+        return None
+    arrays = {k: v.numpy() for k, v in load_tensors(path.with_suffix(".safetensors")).items()}
+    out = []
+    for e in json.loads(path.with_suffix(".json").read_text()):
+        spans = e["spans"]
+        feats = {m: (arrays[m][spans[m][0] : spans[m][1]] if m in spans else None) for m in MODALITIES}
+        out.append(Sample(e["id"], feats, float(e["label"]), e["transcript"], e["group"], e["meta"]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- sources
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        raise InputError(f"--data live:{path.parents[1]}: {path} is missing; point live: at shared/data")
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _mosi(root: Path, ex: Any) -> list[Sample]:
+    out = []
+    for r in _csv(root / "MOSI" / "label.csv"):
+        text = r["text"].strip()
+        if not text:
+            continue
+        out.append(
+            Sample(
+                id=f"mosi/{r['video_id']}/{r['clip_id']}",
+                features={"text": ex.text.encode(text).embeddings, "audio": None, "vision": None},
+                label=float(r["label"]),
+                text=text,
+                group=r["video_id"],
+                meta={"source": "mosi", "split": r["mode"]},
+            )
+        )
+    return out
+
+
+def _voice(ex: Any, path: Path, sample_rate: int) -> np.ndarray | None:
+    from core.features.decode import load_audio
+
+    feats = ex.audio.extract(load_audio(path, sample_rate))
+    return feats.features if feats.present else None
+
+
+def _emodb(root: Path, ex: Any) -> list[Sample]:
+    out = []
+    folder = root / "voice" / "emodb"
+    for r in _csv(folder / "labels.csv"):
+        a = _voice(ex, folder / r["file"], ex.config.audio.sample_rate)
+        if a is None:
+            continue
+        spk = r["speaker"]
+        split = "test" if spk in EMODB_TEST_SPEAKERS else "valid" if spk in EMODB_VALID_SPEAKERS else "train"
+        out.append(
+            Sample(
+                id=f"emodb/{Path(r['file']).stem}",
+                features={"text": None, "audio": a, "vision": None},
+                label=EMODB_SCORE.get(r["emotion"], -2.0),
+                group=f"emodb-{spk}",
+                meta={"source": "emodb", "split": split, "emotion": r["emotion"]},
+            )
+        )
+    return out
+
+
+def _paa(root: Path, ex: Any) -> list[Sample]:
+    out = []
+    folder = root / "voice" / "paa_valence"
+    for r in _csv(folder / "labels.csv"):
+        a = _voice(ex, folder / r["file"], ex.config.audio.sample_rate)
+        if a is not None:
+            out.append(
+                Sample(
+                    id=f"paa/{Path(r['file']).stem}",
+                    features={"text": None, "audio": a, "vision": None},
+                    label=3.0 * float(r["valence"]),
+                    group="paa",
+                    meta={"source": "paa", "split": "test"},
+                )
+            )
+    return out
+
+
+def _grid(root: Path, ex: Any) -> list[Sample]:
+    from core.features.decode import load_audio
+
+    out = []
+    folder = root / "faces" / "grid"
+    for r in _csv(folder / "labels.csv"):
+        path = folder / r["file"]
+        vis = ex.vision.extract_file(path)
+        v = vis.features[vis.present] if vis.present.any() else None
+        a = ex.audio.extract(load_audio(path, ex.config.audio.sample_rate))
+        out.append(
+            Sample(
+                id=f"grid/{path.stem}",
+                features={
+                    "text": ex.text.encode(r["transcript"]).embeddings,
+                    "audio": a.features if a.present else None,
+                    "vision": v,
+                },
+                label=0.0,
+                text=r["transcript"],
+                group="grid",
+                meta={"source": "grid", "split": "train"},
+            )
+        )
+    return out
+
+
+SOURCES: dict[str, Callable[[Path, Any], list[Sample]]] = {
+    "mosi": _mosi,
+    "emodb": _emodb,
+    "paa": _paa,
+    "grid": _grid,
+}
+
+
+def extract_sources(root: Path, cache: Path | None = None) -> tuple[dict[str, list[Sample]], dict[str, Any]]:
+    """Every source's samples (features from this installation's extractors), cached by profile."""
+    from core.features.clip import FeatureExtractors
+
+    ex = FeatureExtractors()
+    profile = ex.profile.to_dict()
+    folder = (cache or default_cache_dir()) / _profile_key(profile)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(folder / "profile.json", json.dumps(profile, indent=2).encode())
+    out = {}
+    for name, fn in SOURCES.items():
+        samples = _load_source(folder / name)
+        if samples is None:
+            log.info("extracting %s features (cached in %s)", name, folder)
+            samples = fn(root, ex)
+            _save_source(folder / name, samples)
+        out[name] = samples
+    return out, profile
+
+
+# ---------------------------------------------------------------------------------------------- pairs
+
+
+def _crop(x: np.ndarray, rng: np.random.Generator, max_len: int) -> np.ndarray:
+    if x.shape[0] <= max_len:
+        return x
+    s = int(rng.integers(0, x.shape[0] - max_len + 1))
+    return x[s : s + max_len]
+
+
+def make_pairs(
+    texts: list[Sample], voices: list[Sample], faces: list[Sample], plan: PairPlan, rng: np.random.Generator
+) -> list[Sample]:
+    """Cross-corpus multimodal samples (see the module docstring); faces are cut to 1-3 s of frames."""
+    if not texts or not voices:
+        return []
+    face_rows = [f.features["vision"] for f in faces if f.features.get("vision") is not None]
+    out: list[Sample] = []
+
+    def face() -> np.ndarray | None:
+        if not face_rows:
+            return None
+        rows = face_rows[int(rng.integers(len(face_rows)))]
+        return _crop(rows, rng, int(rng.integers(5, 16)))
+
+    kinds = [
+        ("ta", plan.text_audio),
+        ("tav", plan.text_audio_face),
+        ("av", plan.audio_face),
+        ("tv", plan.text_face),
+    ]
+    for kind, mult in kinds:
+        for i in range(round(mult * len(texts))):
+            t = texts[int(rng.integers(len(texts)))] if "t" in kind else None
+            a = voices[int(rng.integers(len(voices)))] if "a" in kind else None
+            v = face() if "v" in kind else None
+            if "v" in kind and v is None:
+                continue
+            labels = [s.label for s in (t, a) if s is not None]
+            out.append(
+                Sample(
+                    id=f"pair-{kind}/{i}",
+                    features={
+                        "text": None if t is None else t.features["text"],
+                        "audio": None if a is None else a.features["audio"],
+                        "vision": v,
+                    },
+                    label=float(np.mean(labels)),
+                    text=None if t is None else t.text,
+                    group=f"pair-{kind}",
+                    meta={"source": f"pair-{kind}", "of": [s.id for s in (t, a) if s is not None]},
+                )
+            )
+    return out
+
+
+def build_splits(
+    sources: dict[str, list[Sample]], profile: dict[str, Any], plan: PairPlan | None = None
+) -> dict[str, Dataset]:
+    plan = plan or PairPlan()
+    rng = np.random.default_rng(PAIR_SEED)
+    by_split: dict[str, list[Sample]] = {s: [] for s in SPLITS}
+    for samples in sources.values():
+        for s in samples:
+            by_split[str(s.meta["split"])].append(s)
+    for split in ("train", "valid"):
+        pool = by_split[split]
+        texts = [s for s in pool if s.meta["source"] == "mosi"]
+        voices = [s for s in pool if s.meta["source"] == "emodb"]
+        by_split[split] = pool + make_pairs(texts, voices, sources.get("grid", []), plan, rng)
+    dims = {m: int(v["dim"]) for m, v in profile.items() if v is not None}
+    return {s: Dataset(f"live:{s}", by_split[s], dims, (-3.0, 3.0), profile) for s in SPLITS}
+
+
+def load_live(arg: str) -> dict[str, Dataset]:
+    """``live:DIR`` (DIR = shared/data; default ``../shared/data``) -> train/valid/test."""
+    root = Path(arg or "../shared/data")
+    if not root.is_dir():
+        raise InputError(
+            f"--data live:{arg}: no such directory; give the shared data folder, e.g. live:../shared/data"
+        )
+    cache = os.environ.get("FINE_CORPUS_CACHE")
+    sources, profile = extract_sources(root, Path(cache) if cache else None)
+    splits = build_splits(sources, profile)
+    log.info("live corpus: %s", {k: len(v) for k, v in splits.items()})
+    return splits
