@@ -30,7 +30,7 @@ import torch
 from core.artifact import ModelCard, atomic_write_bytes, load_model, read_config, save_model
 from core.config import MODALITIES, ConfigError, FineConfig, LossConfig, TextEncoderConfig, from_dict
 from core.errors import FineError
-from training import datasets
+from training import datasets, robust
 from training.data import Dataset, Sample, batch_order, collate
 from training.input_norm import fit_input_norm
 from training.metrics import metrics_for
@@ -130,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
     p.add_argument("--progress", action="store_true", help="show a progress bar per epoch")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    robust.add_arguments(p)
     return p
 
 
@@ -280,6 +281,25 @@ def _final_model(
     return full_cfg, full.eval()
 
 
+def robust_config(args: argparse.Namespace) -> robust.RobustConfig:
+    """``--robust-config FILE`` overridden by the ``--modality-dropout`` ... flags."""
+    path = Path(args.robust_config) if args.robust_config else None
+    return robust.config_from_args(args, _read_json(path, "--robust-config"))
+
+
+def _robust_training(
+    args: argparse.Namespace, cfg: robust.RobustConfig, enc_cfg: TextEncoderConfig
+) -> robust.RobustTraining | None:
+    if not cfg.enabled:
+        return None
+    unk_id = None
+    if args.finetune_text and enc_cfg.source:  # text is token ids during training: drop -> [UNK]
+        from core.text_encoder import load_tokenizer
+
+        unk_id = int(load_tokenizer(enc_cfg).unk_token_id)
+    return robust.RobustTraining(cfg, unk_id)
+
+
 def train_one(
     args: argparse.Namespace,
     splits: dict[str, Dataset],
@@ -305,6 +325,7 @@ def train_one(
         seed=seed,
         progress=args.progress,
     )
+    rob_cfg = robust_config(args)
     torch.manual_seed(seed)
     train_enc = enc_cfg if args.finetune_text else TextEncoderConfig()
     if args.finetune_text:
@@ -344,6 +365,7 @@ def train_one(
         "text_cached": bool(enc_cfg.source and not args.finetune_text),
         "loss": loss.cfg.__dict__ if not hasattr(loss.cfg, "to_dict") else loss.cfg.to_dict(),
         "train": train_cfg.__dict__,
+        "robust": rob_cfg.to_dict(),
         "modalities": list(args.modalities),
         "sizes": {k: len(v) for k, v in splits.items()},
     }
@@ -351,7 +373,9 @@ def train_one(
     atomic_write_bytes(
         run_dir / "config.json", (json.dumps(resolved, indent=2, default=list) + "\n").encode()
     )
-    trainer = Trainer(model, loss, train_cfg, run_dir=run_dir)
+    trainer = Trainer(
+        model, loss, train_cfg, run_dir=run_dir, robust=_robust_training(args, rob_cfg, enc_cfg)
+    )
     t0, c0 = time.perf_counter(), _cpu_seconds()
     result = trainer.fit(train, valid, resume=args.resume)
     metrics: dict[str, Any] = {
@@ -388,7 +412,7 @@ def train_one(
                 card["description"],
                 card["training_data"],
                 metrics,
-                {"train": resolved["train"]},
+                {"train": resolved["train"], "robust": resolved["robust"]},
             ),
         )
         loss.save(run_dir / "model" / "loss.safetensors")
@@ -465,6 +489,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
+    robust_config(args)  # a bad option fails before any data is loaded
     splits, enc_cfg, encoder = prepare(args)
     seeds = args.seeds or [args.seed]
     runs: list[dict[str, Any]] = []

@@ -34,6 +34,7 @@ from core.artifact import atomic_write_bytes, load_tensors, save_tensors
 from core.config import ConfigError
 from core.errors import InputError
 from training.data import Dataset, batch_order, collate
+from training.robust import RobustTraining
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,10 @@ class Trainer:
     present: ``critic_parameters()``, ``critic_loss(out, labels)``, ``main_parameters()``,
     ``update_queue(out, labels)``, and the attributes ``critic_schedule`` (``"batch"``/``"epoch"``) and
     ``valid_criterion`` (``"mse"``/``"mae"``: what "validation loss" means for selection).
+
+    ``robust`` (:class:`training.robust.RobustTraining`) trains for missing input: without distillation
+    each training batch is corrupted before the step; with it, the complete batch is the teacher pass
+    and the robust object adds the student pass and its loss. Validation always sees complete input.
     """
 
     def __init__(
@@ -147,8 +152,10 @@ class Trainer:
         loss: nn.Module,
         config: TrainConfig | None = None,
         run_dir: str | Path | None = None,
+        robust: RobustTraining | None = None,
     ) -> None:
         self.model, self.loss, self.cfg = model, loss, config or TrainConfig()
+        self.robust = robust if robust is not None and robust.cfg.enabled else None
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.callbacks: list[Callback] = []
         self.step = 0
@@ -188,14 +195,23 @@ class Trainer:
         self.model.train()
         self.loss.train()
         labels = batch.labels
+        distill = self.robust is not None and self.robust.cfg.distill
+        if self.robust is not None and not distill:
+            batch = self.robust.corrupt(batch)
         out = self.model(batch)
         if self.critic_optimizer is not None and self.critic_schedule == "batch":
             self._critic_step(out, labels)
         self.optimizer.zero_grad(set_to_none=True)
         result = self.loss(out, labels)
-        if not torch.isfinite(result.total):
-            raise FloatingPointError(f"non-finite loss at step {self.step}: {result.terms}")
-        result.total.backward()
+        total, terms = result.total, dict(result.terms)
+        if distill:
+            assert self.robust is not None
+            extra, extra_terms = self.robust.distill_loss(self.model, batch, out)
+            total = total + extra
+            terms.update(extra_terms)
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"non-finite loss at step {self.step}: {terms}")
+        total.backward()
         if self.cfg.grad_clip > 0:
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
@@ -203,7 +219,7 @@ class Trainer:
         if hasattr(self.loss, "update_queue"):
             self.loss.update_queue(out, labels)
         self.step += 1
-        return {"loss": result.total.item(), **{k: float(v) for k, v in result.terms.items()}}
+        return {"loss": total.item(), **{k: float(v) for k, v in terms.items()}}
 
     def critic_epoch(self, train: Dataset, rng: np.random.Generator) -> None:
         """One pass of the critic optimiser over ``train`` with the model's features detached."""
