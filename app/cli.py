@@ -34,7 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 # ``fine bench WHAT``: benchmarks print numbers; they are never timed tests.
 BENCHES: dict[str, tuple[str, str]] = {
-    "model": ("core.bench:main", "parameter counts and forward latency of the FINE model (CPU)"),
+    "model": (
+        "export.model_bench:main",
+        "parameter counts and CPU forward latency of FINE (torch, onnxruntime)",
+    ),
     "features": (
         "core.features.bench:main",
         "audio and vision feature extraction speed per stage (one core)",

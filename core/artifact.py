@@ -99,10 +99,19 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
 
     try:
         with open(path, "rb") as fh:
-            head = fh.read(2)
+            head = fh.read(9)
     except OSError as exc:
         raise ArtifactError(f"{path}: cannot read weights ({exc.strerror})") from None
-    if head[:1] == b"\x80" or path.suffix in (".pt", ".pth", ".pkl", ".bin"):
+    # safetensors: an 8-byte little-endian header size, then the JSON header ("{"). A pickle starts with
+    # \x80 + protocol byte, torch.save's zip with "PK". (A header size like 0x...80 also starts with \x80,
+    # so the first byte alone cannot tell them apart.)
+    looks_safetensors = len(head) == 9 and head[8:9] == b"{"
+    if (not looks_safetensors and head[:1] in (b"\x80", b"P")) or path.suffix in (
+        ".pt",
+        ".pth",
+        ".pkl",
+        ".bin",
+    ):
         raise ArtifactError(
             f"{path}: looks like a pickle/torch.save file; FINE loads safetensors only "
             "(pickles can execute code). Convert the weights with safetensors.torch.save_file"

@@ -51,50 +51,80 @@ def time_forward(model: torch.nn.Module, batch: ModalityBatch, warmup: int, reps
     }
 
 
-def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+def bench_models(args: argparse.Namespace) -> list[tuple[bool, FINE]]:
+    """``(text encoder in graph, model)`` pairs to time: the ``--model`` artifact, or fresh METHOD.md
+    defaults (and, with ``--text-encoder``, the same with the packaged MiniLM in the graph)."""
     from core.artifact import build_model, load_model
 
-    model: FINE
-    cfg: FineConfig
+    if args.model:
+        model = load_model(args.model).eval()
+        return [(model.config.text_encoder.source is not None, model)]
+    out = []
+    for with_encoder in [False, True] if args.text_encoder else [False]:
+        cfg = FineConfig()
+        if with_encoder:
+            cfg = FineConfig(
+                input_dims={"text": 384, "audio": 5, "vision": 20},
+                text_encoder=TextEncoderConfig(source="packaged:minilm"),
+            )
+        torch.manual_seed(0)
+        out.append((with_encoder, build_model(cfg).eval()))
+    return out
 
+
+def lengths_of(args: argparse.Namespace) -> dict[str, int]:
+    return {"text": args.text_len, "audio": args.audio_len, "vision": args.vision_len}
+
+
+def row(model: FINE, with_encoder: bool, b: int, args: argparse.Namespace, backend: str, stats: dict) -> dict:
+    return {
+        "backend": backend,
+        "text_encoder": "MiniLM-L6 (in graph)" if with_encoder else "excluded",
+        "batch": b,
+        "params_total": model.num_parameters(),
+        "params_without_text_encoder": model.num_parameters(include_text_encoder=False),
+        "threads": args.threads,
+        "lengths": lengths_of(args),
+        **{k: round(v, 3) for k, v in stats.items()},
+    }
+
+
+def run(args: argparse.Namespace, models: list[tuple[bool, FINE]] | None = None) -> list[dict[str, Any]]:
+    """Torch eager rows: one per (model, batch size)."""
     torch.set_num_threads(args.threads)
-    lengths = {"text": args.text_len, "audio": args.audio_len, "vision": args.vision_len}
-    variants = [False, True] if args.text_encoder else [False]
     rows = []
-    for with_encoder in variants:
-        if args.model:
-            model = load_model(args.model)
-            cfg = model.config
-            if with_encoder != (cfg.text_encoder.source is not None):
-                continue
-        else:
-            cfg = FineConfig()
-            if with_encoder:
-                cfg = FineConfig(
-                    input_dims={"text": 384, "audio": 5, "vision": 20},
-                    text_encoder=TextEncoderConfig(source="packaged:minilm"),
-                )
-            torch.manual_seed(0)
-            model = build_model(cfg)
-        model.eval()
+    for with_encoder, model in models if models is not None else bench_models(args):
         for b in args.batch:
-            batch = make_batch(cfg, b, lengths, token_ids=with_encoder)
-            stats = time_forward(model, batch, args.warmup, args.reps)
+            batch = make_batch(model.config, b, lengths_of(args), token_ids=with_encoder)
             rows.append(
-                {
-                    "text_encoder": "MiniLM-L6 (in graph)" if with_encoder else "excluded",
-                    "batch": b,
-                    "params_total": model.num_parameters(),
-                    "params_without_text_encoder": model.num_parameters(include_text_encoder=False),
-                    "threads": args.threads,
-                    "lengths": lengths,
-                    **{k: round(v, 3) for k, v in stats.items()},
-                }
+                row(model, with_encoder, b, args, "torch", time_forward(model, batch, args.warmup, args.reps))
             )
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
+TARGET_BATCH, TARGET_MS = 8, 15.0  # issue: batch 8 <= 15 ms on 2 cores, text encoder excluded
+
+
+def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    print(f"FINE forward latency on CPU ({args.threads} threads), lengths {lengths_of(args)}")
+    print(
+        f"{'backend':<13}{'text encoder':<22}{'batch':>6}{'params (no enc)':>17}{'params (all)':>14}"
+        f"{'p50 ms':>9}{'p95 ms':>9}"
+    )
+    for r in rows:
+        print(
+            f"{r['backend']:<13}{r['text_encoder']:<22}{r['batch']:>6}{r['params_without_text_encoder']:>17,}"
+            f"{r['params_total']:>14,}{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}"
+        )
+    for r in rows:
+        if r["batch"] == TARGET_BATCH and r["text_encoder"] == "excluded":
+            verdict = "met" if r["p50_ms"] <= TARGET_MS else "missed"
+            print(
+                f"target batch {TARGET_BATCH} <= {TARGET_MS:g} ms ({r['backend']}): p50 {r['p50_ms']:.2f} ms, {verdict}"
+            )
+
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fine bench model", description=__doc__)
     p.add_argument("--model", help="a model directory (default: a fresh FINE with METHOD.md defaults)")
     p.add_argument("--batch", type=int, nargs="+", default=[1, 8])
@@ -108,7 +138,13 @@ def main(argv: list[str] | None = None) -> int:
         "--text-encoder", action="store_true", help="also time with the packaged MiniLM in the graph"
     )
     p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Torch eager only (``fine bench model`` itself lives in ``export.model_bench``, which adds the
+    onnxruntime rows)."""
+    args = parser().parse_args(argv)
     try:
         rows = run(args)
     except Exception as exc:  # a benchmark prints one line, never a traceback
@@ -117,16 +153,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         for r in rows:
             print(json.dumps(r))
-        return 0
-    print(
-        f"FINE forward latency on CPU ({args.threads} threads), lengths {rows[0]['lengths'] if rows else ''}"
-    )
-    print(
-        f"{'text encoder':<22}{'batch':>6}{'params (no enc)':>17}{'params (all)':>14}{'p50 ms':>9}{'p95 ms':>9}"
-    )
-    for r in rows:
-        print(
-            f"{r['text_encoder']:<22}{r['batch']:>6}{r['params_without_text_encoder']:>17,}"
-            f"{r['params_total']:>14,}{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}"
-        )
+    else:
+        print_table(rows, args)
     return 0

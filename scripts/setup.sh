@@ -54,8 +54,9 @@ log "installing fine-msa[$extras] (editable)"
 
 case "$action" in
   demo)
-    # The main job on the bundled default: a short FINE training run on generated planted-signal data.
-    exec "$VENV/bin/fine" train --data synthetic:600 --preset small --epochs 4 --out runs/demo --threads 2
+    # The main job on the bundled default: score the bundled demo clip with the shipped default model
+    # (offline: packaged Whisper tiny.en, MiniLM and FaceMesh); prints the timeline and the report path.
+    exec "$VENV/bin/fine" score app/assets/demo/demo.mp4 --out runs/demo --no-progress "$@"
     ;;
   test)
     export QT_QPA_PLATFORM="${QT_QPA_PLATFORM:-offscreen}"

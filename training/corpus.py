@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
 EMODB_SCORE = {"happiness": 2.0, "neutral": 0.0, "boredom": -1.0}  # every other emotion: -2.0
+EMODB_OVERSAMPLE = {"happiness": 3, "neutral": 2}  # training split only; see balance_voices
 EMODB_VALID_SPEAKERS = ("09",)
 EMODB_TEST_SPEAKERS = ("03", "08")
 PAIR_SEED = 20261123
@@ -301,6 +302,19 @@ def make_pairs(
     return out
 
 
+def balance_voices(samples: list[Sample]) -> list[Sample]:
+    """Oversample EmoDB's positive and neutral voices: five of its seven emotions map to -2, which would
+    teach the voice branch (and the pairs built from it) that speech is negative by default. After this,
+    happiness x3 and neutral x2 bring the voice labels' mean from about -1.0 to about -0.4."""
+    extra = []
+    for s in samples:
+        copies = EMODB_OVERSAMPLE.get(str(s.meta.get("emotion")), 1) if s.meta["source"] == "emodb" else 1
+        extra += [
+            Sample(f"{s.id}#{k}", s.features, s.label, s.text, s.group, s.meta) for k in range(1, copies)
+        ]
+    return samples + extra
+
+
 def build_splits(
     sources: dict[str, list[Sample]], profile: dict[str, Any], plan: PairPlan | None = None
 ) -> dict[str, Dataset]:
@@ -310,6 +324,7 @@ def build_splits(
     for samples in sources.values():
         for s in samples:
             by_split[str(s.meta["split"])].append(s)
+    by_split["train"] = balance_voices(by_split["train"])
     for split in ("train", "valid"):
         pool = by_split[split]
         texts = [s for s in pool if s.meta["source"] == "mosi"]

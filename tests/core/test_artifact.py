@@ -83,3 +83,18 @@ def test_queue_and_critic_state_survive_save_and_load(tmp_path):
 def test_artifacts_are_ordinary_readable_files(tmp_path):
     save_model(FINE(small_config()), tmp_path / "m")
     assert (tmp_path / "m" / "config.json").stat().st_mode & 0o044 == 0o044
+
+
+def test_safetensors_whose_header_size_starts_with_0x80_is_not_taken_for_a_pickle(tmp_path) -> None:
+    """A safetensors header of 128 + 256·k bytes makes the file's first byte 0x80, like a pickle's."""
+    import struct
+
+    from core.artifact import load_tensors, save_tensors
+
+    path = tmp_path / "w.safetensors"
+    for pad in range(300):
+        save_tensors(path, {"w": torch.arange(6.0)}, {"pad": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80 and struct.unpack("<Q", path.read_bytes()[:8])[0] % 256 == 128
+    assert torch.equal(load_tensors(path)["w"], torch.arange(6.0))
