@@ -75,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--run-dir", type=Path, help="keep the training run here (default: a temporary folder)")
     p.add_argument("--epochs", type=int, default=RECIPE["epochs"])
+    p.add_argument(
+        "--seed", type=int, default=RECIPE["seed"], help=f"training seed (default {RECIPE['seed']})"
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--progress", action="store_true")
     return p
@@ -86,7 +89,7 @@ def _train_args(args: argparse.Namespace, run_dir: Path) -> argparse.Namespace:
     argv = ["--data", f"live:{args.data}", "--out", str(run_dir), "--preset", RECIPE["preset"]]
     argv += ["--epochs", str(args.epochs), "--patience", str(RECIPE["patience"])]
     argv += ["--batch-size", str(RECIPE["batch_size"]), "--lr", str(RECIPE["lr"])]
-    argv += ["--seed", str(RECIPE["seed"]), "--threads", str(args.threads), *RECIPE["train_flags"]]
+    argv += ["--seed", str(args.seed), "--threads", str(args.threads), *RECIPE["train_flags"]]
     for key, flag in (("model_config", "--model-config"), ("loss_config", "--loss-config")):
         if RECIPE[key]:
             path = run_dir.parent / f"{run_dir.name}.{key}.json"
@@ -153,7 +156,10 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         metrics = {
             "test_per_source": per_source,
             "valid_all": {k: round(float(v["mean"]), 4) for k, v in summary.get("valid", {}).items()},
-            "train": {k: run_metrics.get(k) for k in ("best_epoch", "epochs_run", "steps", "train_seconds")},
+            "train": {
+                k: run_metrics.get(k)
+                for k in ("seed", "best_epoch", "best_valid_loss", "epochs_run", "steps", "train_seconds")
+            },
         }
         card = ModelCard(
             name="fine-default-live",
