@@ -38,7 +38,7 @@ RECIPE: dict[str, Any] = {
     "patience": 4,
     "batch_size": 32,
     "lr": 1e-3,
-    "seed": 1111,
+    "seed": 1112,  # of 1111-1113 (each built with --threads 1), the lowest valid loss: 1.109 vs 1.203, 1.271
     "model_config": {},
     "loss_config": {"beta_mi": 0.01},
     "train_flags": ["--modality-dropout", "0.3", "--frame-dropout", "0.2", "--distill", "mse"],
@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seed", type=int, default=RECIPE["seed"], help=f"training seed (default {RECIPE['seed']})"
     )
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (the shipped model: 1)")
     p.add_argument("--progress", action="store_true")
     return p
 
@@ -166,7 +166,11 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
             description=CARD_DESCRIPTION,
             training_data={**TRAINING_DATA, "sizes": {k: len(v) for k, v in splits.items()}},
             metrics=metrics,
-            extra={"recipe": RECIPE, "rebuild": REBUILD},
+            extra={
+                "recipe": {**RECIPE, "seed": args.seed, "epochs": args.epochs, "threads": args.threads},
+                "rebuild": REBUILD,
+                "selection": "seeds 1111, 1112, 1113 built; the lowest valid loss (1112) is shipped",
+            },
         )
         staging = args.out.with_name(args.out.name + ".new")
         shutil.rmtree(staging, ignore_errors=True)
