@@ -80,7 +80,7 @@ class StreamingASR:
     @property
     def floor(self) -> float:
         """Earliest stream time still needed (untranscribed audio or the utterance in progress)."""
-        t = self.region / self.sample_rate
+        t = self.region / self.sample_rate - self.config.context
         pending = self.segmenter.pending
         return min(t, pending[0].start) if pending else t
 
@@ -98,10 +98,19 @@ class StreamingASR:
             (round(s["start"] * scale), round(s["end"] * scale)) for s in self._speech(x, self._vad_options)
         ]
 
-    def _transcribe(self, audio: np.ndarray, offset: float) -> tuple[list[Word], str]:
+    def _transcribe_from(self, buffer: AudioBuffer, end: int) -> tuple[list[Word], str]:
+        """Words of the audio from the region start to ``end``. Whisper also hears up to ``context``
+        seconds before the region (already committed) so a chunk cut at a pause is not transcribed
+        out of context; words whose middle lies before the region are dropped."""
+        sr = self.sample_rate
+        start = max(0, self.region - int(self.config.context * sr))
+        audio = buffer.read(start, end)
+        start = end - audio.size  # what the buffer still had
         tr = self.transcriber.transcribe(self._to16k(audio))
+        offset, region_t = start / sr, self.region / sr
         words = [Word(w.word, w.start + offset, w.end + offset, w.probability) for w in tr.words]
-        return words, tr.text
+        words = [w for w in words if 0.5 * (w.start + w.end) >= region_t]
+        return words, " ".join(w.word for w in words)
 
     def _commit(
         self, buffer: AudioBuffer, cut: int, update: AsrUpdate, speech_end: int | None = None
@@ -111,8 +120,7 @@ class StreamingASR:
         if speech_end is not None and self._hypothesis and self._hyp_end >= self.region + speech_end:
             words = self._hypothesis
         else:
-            chunk = buffer.read(self.region, self.region + cut)
-            words, _ = self._transcribe(chunk, self.region / self.sample_rate)
+            words, _ = self._transcribe_from(buffer, self.region + cut)
         self.region += cut
         self._hypothesis = []
         update.words += words
@@ -182,7 +190,7 @@ class StreamingASR:
         """Transcribe the speech in progress. Whole sentences that two passes in a row agree on, with
         more speech after them, are committed (whisper_streaming's local agreement), so a sentence
         does not wait for the pause that ends the whole turn."""
-        words, text = self._transcribe(pending, start_t)
+        words, text = self._transcribe_from(buffer, self.region + pending.size)
         agreed = _agreed_sentences(self._hypothesis, words)
         self._hypothesis, self._hyp_end = words, self.region + pending.size
         update.tentative = text

@@ -13,6 +13,8 @@ from core.features.transcribe import PACKAGED_TINY_EN
 
 # The one place that says where the shipped default model is (``models/default`` in the repo root).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "default"
+# What ``fine app`` offers when there is no camera (see data/SOURCES.md).
+DEMO_CLIP = Path(__file__).resolve().parent / "data" / "demo.mp4"
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -50,6 +52,7 @@ class AsrConfig:
     max_chunk: float = 12.0
     tentative_every: float = 1.0
     vad_threshold: float = 0.5
+    context: float = 5.0
 
     def __post_init__(self) -> None:
         _check(0 < self.hop <= 2, f"asr.hop must be in (0, 2] seconds, got {self.hop}")
@@ -58,6 +61,7 @@ class AsrConfig:
         _check(self.max_chunk >= 2, f"asr.max_chunk must be >= 2 seconds, got {self.max_chunk}")
         _check(self.tentative_every >= 0, "asr.tentative_every must be >= 0")
         _check(0 < self.vad_threshold < 1, "asr.vad_threshold must be in (0, 1)")
+        _check(0 <= self.context <= 25, f"asr.context must be in [0, 25] seconds, got {self.context}")
 
 
 @dataclass(frozen=True)

@@ -149,10 +149,13 @@ class LiveSession:
 
     # ------------------------------------------------------------------------------ lifecycle
     def warm_up(self) -> None:
-        """Load Whisper, the VAD and the text encoder now (seconds), not on the first utterance."""
+        """Load Whisper, the VAD, FaceMesh and the text encoder now (seconds), not on first use."""
         if self.audio is not None:
             self.transcriber.warm_up()
             self.asr.speech_spans(np.zeros(self.sample_rate // 2, dtype=np.float32))
+        if self.video is not None:
+            self.scorer.extractors.vision.reset()
+            self.scorer.extractors.vision.track(np.zeros((96, 96, 3), dtype=np.uint8))
         self.scorer.features(None, None, "warm up")
 
     def start(self) -> None:
@@ -196,7 +199,11 @@ class LiveSession:
             self.events.on_error(stage, message)
 
     def _check_finished(self) -> None:
-        if self._audio_done and self._vision_done and not self.finished.is_set():
+        """Finished: the audio was transcribed and scored to its end, and the video ended too (or is
+        failing: a replay whose video broke still finishes)."""
+        video = self.supervisor.stages.get("video")
+        video_done = self._vision_done or (video is not None and video.state == "retrying")
+        if self._audio_done and video_done and not self.finished.is_set():
             self.finished.set()
             if self.events.on_finished is not None:
                 self.events.on_finished()
@@ -273,6 +280,7 @@ class LiveSession:
     def _video_failed(self) -> None:
         self._latest = None
         self._put(self._frames, _END)  # the vision worker marks vision done: nothing waits for it
+        self._check_finished()
 
     def _enqueue_frame(self, frame: VideoFrame) -> None:
         if not self.config.realtime:
@@ -298,8 +306,7 @@ class LiveSession:
                 continue
 
     def _vision_body(self) -> None:
-        ex = self.scorer.extractors.vision
-        ex.reset()
+        ex = self.scorer.extractors.vision  # its FaceMesh was created by warm_up()
         grid = FrameSampler(self._model_fps)
         try:
             while not self._stop.is_set():
@@ -307,9 +314,8 @@ class LiveSession:
                     item = self._frames.get(timeout=0.5)
                 except queue.Empty:
                     continue
-                if item is _END:
+                if item is _END:  # keep FaceMesh (seconds to create): it re-detects a face anyway
                     self.vision_track.set_done(True)
-                    ex.reset()
                     if self._video_ended:
                         self._vision_done = True
                         self._check_finished()
