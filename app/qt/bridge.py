@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
 from PySide6.QtCore import QObject, Signal
 
 from app.live.session import LiveEvents
@@ -16,9 +20,19 @@ class EngineBridge(QObject):
 
     def events(self) -> LiveEvents:
         return LiveEvents(
-            on_row=self.row.emit,
-            on_live=self.live.emit,
-            on_transcript=self.transcript.emit,
-            on_error=self.error.emit,
-            on_finished=self.finished.emit,
+            on_row=_safe(self.row),
+            on_live=_safe(self.live),
+            on_transcript=_safe(self.transcript),
+            on_error=_safe(self.error),
+            on_finished=_safe(self.finished),
         )
+
+
+def _safe(signal: Any) -> Callable[..., None]:
+    """Emit, unless the window is already gone (a worker finishing after the window closed)."""
+
+    def emit(*args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # "Signal source has been deleted"
+            signal.emit(*args)
+
+    return emit

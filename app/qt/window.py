@@ -81,7 +81,8 @@ class MainWindow(QMainWindow):
         self.scorer: Scorer | None = None
         self.transcriber: Transcriber | None = None
         self.session: LiveSession | None = None
-        self.rows: list[TimelineRow] = []
+        self.rows: list[TimelineRow] = []  # committed utterances of the current session
+        self.live_rows: list[TimelineRow] = []  # its rolling scores
         self.errors: list[tuple[str, str]] = []
         self.busy = False  # a model load or a session start/stop is in progress
         self._pending_start: tuple[Any, ...] | None = None
@@ -182,7 +183,7 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         b, w = self.bridge, self.worker
         b.row.connect(self._on_row)
-        b.live.connect(self.plot.add_live)
+        b.live.connect(self._on_live)
         b.transcript.connect(self.transcript.update_text)
         b.error.connect(self._on_error)
         b.finished.connect(self._on_finished)
@@ -334,7 +335,7 @@ class MainWindow(QMainWindow):
         self.session = LiveSession(
             self.scorer, video, audio, config, self.bridge.events(), self.transcriber, recorder
         )
-        self.rows = []
+        self.rows, self.live_rows = [], []
         self.errors = []
         self.error_label.setText("")
         self.transcript.clear_text()
@@ -408,6 +409,10 @@ class MainWindow(QMainWindow):
         self.rows.append(row)
         self.plot.add_utterance(row)
         self.contributions.show_row(row)
+
+    def _on_live(self, row: TimelineRow) -> None:
+        self.live_rows.append(row)
+        self.plot.add_live(row)
 
     def _on_error(self, stage: str, message: str) -> None:
         self._show_error(stage, f"{message} (retrying)")

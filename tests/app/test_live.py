@@ -21,23 +21,14 @@ from tests.app.faults import UnpluggedVideo
 CRYING = "face_crying_plus_tts_negative.mp4"  # two sentences, 6.5 s, real face
 
 
-@pytest.fixture(scope="module")
-def scorer(tiny_model: Path):  # type: ignore[no-untyped-def]
-    pytest.importorskip("faster_whisper")
-    from app.pipeline.scorer import Scorer
-
-    s = Scorer(tiny_model, "torch", threads=1)
-    yield s
-    s.close()
+@pytest.fixture
+def scorer(live_scorer):  # type: ignore[no-untyped-def]
+    return live_scorer
 
 
-@pytest.fixture(scope="module")
-def transcriber():  # type: ignore[no-untyped-def]
-    from core.features.transcribe import Transcriber
-
-    t = Transcriber(cpu_threads=2)
-    t.warm_up()
-    return t
+@pytest.fixture
+def transcriber(live_transcriber):  # type: ignore[no-untyped-def]
+    return live_transcriber
 
 
 def _overlap(a: dict, b: dict) -> float:
