@@ -21,6 +21,7 @@ import logging
 import math
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -134,6 +135,7 @@ class LiveSession:
         self.live_rows: list[TimelineRow] = []
         self.latencies: list[LatencyRecord] = []
         self.dropped_frames = 0
+        self.vision_busy = 0.0  # seconds spent in FaceMesh + features (the vision stage's capacity)
         self.preview_meter, self.vision_meter = RateMeter(), RateMeter()
         self._latest: VideoFrame | None = None
         self._level_db = -120.0
@@ -321,8 +323,10 @@ class LiveSession:
                         self._check_finished()
                     continue
                 assert isinstance(item, VideoFrame)
+                t0 = time.perf_counter()
                 face = ex.track(item.rgb)
                 feats = None if face is None else expression_features(face.landmarks)
+                self.vision_busy += time.perf_counter() - t0
                 h, w = item.rgb.shape[:2]
                 self.vision_track.add(FaceResult(item.time, feats, grid.take(item.time), face, (w, h)))
                 self.vision_track.mark_seen(grid.next_tick - 1e-6)  # no earlier grid frame is coming
