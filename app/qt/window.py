@@ -291,6 +291,16 @@ class MainWindow(QMainWindow):
         else:
             self.start_file(arg, fast=self.fast_box.isChecked())
 
+    def _select_file(self, path: str | Path) -> None:
+        """Show ``path`` as the current source (adding it to the list if needed)."""
+        for i in range(self.source_box.count()):
+            data = self.source_box.itemData(i)
+            if data is not None and data[0] == "file" and Path(data[1]) == Path(path):
+                self.source_box.setCurrentIndex(i)
+                return
+        self.source_box.addItem(f"File: {Path(path).name}", ("file", str(path)))
+        self.source_box.setCurrentIndex(self.source_box.count() - 1)
+
     def choose_file(self) -> None:
         start = str(self.settings.value("last_dir", str(Path.home())))
         path, _ = QFileDialog.getOpenFileName(
@@ -302,13 +312,12 @@ class MainWindow(QMainWindow):
         if path:
             self.settings.setValue("last_dir", str(Path(path).parent))
             self.settings.setValue("last_file", path)
-            self.source_box.addItem(f"File: {Path(path).name}", ("file", path))
-            self.source_box.setCurrentIndex(self.source_box.count() - 1)
             if self.session is not None:
                 self.stop_session()
             self.start_file(path, fast=self.fast_box.isChecked())
 
     def start_file(self, path: str | Path, fast: bool = False) -> None:
+        self._select_file(path)
         sr = self.scorer.sample_rate if self.scorer is not None else 16000
         try:
             video, audio = file_sources(path, sr)
