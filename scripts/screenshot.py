@@ -32,6 +32,7 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=90.0)
     p.add_argument("--rows", type=int, default=2, help="grab once this many utterances are scored")
     p.add_argument("--tentative", action="store_true", help="... and tentative text is shown")
+    p.add_argument("--at", type=float, default=0.0, help="... and the replay is this many seconds in")
     args = p.parse_args()
 
     from PySide6.QtCore import QSettings
@@ -55,6 +56,7 @@ def main() -> int:
         s = win.session
         # grab while it runs, once `--rows` utterances are on the plot
         ready = s is not None and len(win.rows) >= args.rows and s.running and win.video.landmarks_drawn
+        ready = ready and s is not None and s.clock.now() >= args.at
         if ready and (win.transcript.tentative or not args.tentative):
             snap = s.snapshot()
             if snap.frame is not None and snap.face is not None:

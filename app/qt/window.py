@@ -2,7 +2,7 @@
 sentiment plot, contributions, presence and a status bar with backend, latency and frame rates.
 
 Models load and sessions start and stop in background threads; engine callbacks arrive as Qt signals
-(:class:`EngineBridge`); the preview is polled from :meth:`LiveSession.snapshot` at 30 Hz. Nothing a
+(:class:`EngineBridge`); the preview is polled from :meth:`LiveSession.snapshot` at 60 Hz. Nothing a
 camera, microphone or model does can close the window: failures are shown and the modality is absent.
 """
 
@@ -97,7 +97,7 @@ class MainWindow(QMainWindow):
         self._fill_sources()
         self.timer = QTimer(self)
         self.timer.timeout.connect(self._poll)
-        self.timer.start(33)
+        self.timer.start(16)  # the preview shows every frame of a 30 fps camera
         geometry = self.settings.value("geometry")
         if geometry is not None:
             self.restoreGeometry(geometry)
