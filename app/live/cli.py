@@ -89,8 +89,11 @@ def run(args: argparse.Namespace) -> int:
     from app.live.record import SessionRecorder
     from app.live.session import LiveEvents, LiveSession
     from app.pipeline.scorer import Scorer
+    from core.features.decode import check_readable
 
     model = resolve_model(args.model)
+    if args.source != "camera":
+        check_readable(args.source)  # before loading models: a typo is a one-line error at once
     is_file = args.source != "camera"
     realtime = True if args.realtime is None else bool(args.realtime)
     if not is_file and not realtime:
@@ -114,8 +117,12 @@ def run(args: argparse.Namespace) -> int:
         with lock:
             emit(row.to_dict())
 
+    last: dict[str, str] = {}
+
     def err(stage: str, message: str) -> None:
-        print(f"fine live: {stage}: {message} (retrying)", file=sys.stderr)
+        if last.get(stage) != message:  # a device that stays away is reported once, retried quietly
+            last[stage] = message
+            print(f"fine live: {stage}: {message} (retrying with backoff)", file=sys.stderr)
 
     recorder = None
     if args.record is not None:

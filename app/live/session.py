@@ -148,6 +148,8 @@ class LiveSession:
         self._audio_done = self.audio is None
         self._vision_done = self.video is None
         self._started = False
+        # a device is ok from a successful open until it fails or ends (not while a reopen is tried)
+        self._device_ok = {"video": False, "audio": False}
 
     # ------------------------------------------------------------------------------ lifecycle
     def warm_up(self) -> None:
@@ -232,13 +234,13 @@ class LiveSession:
     def modality_states(self) -> dict[str, str]:
         """present (seen/heard now), idle (device fine, nothing detected) or absent (no device or failed)."""
         states = {}
-        if self.video is None or not (self._stage_ok("video") and self._stage_ok("vision")):
+        if self.video is None or not (self._device_ok["video"] and self._stage_ok("vision")):
             states["vision"] = "absent"
         else:
             face, frame = self.vision_track.latest, self._latest
             recent = face is not None and (frame is None or frame.time - face.time < 1.0)
             states["vision"] = "present" if recent and face is not None and face.face is not None else "idle"
-        if self.audio is None or not self._stage_ok("audio"):
+        if self.audio is None or not self._device_ok["audio"]:
             states["audio"] = states["text"] = "absent"
             return states
         states["audio"] = "present" if self._level_db > -45.0 else "idle"
@@ -255,6 +257,7 @@ class LiveSession:
         src, cfg = self.video, self.config
         assert src is not None
         src.open(self.clock, self._stop)
+        self._device_ok["video"] = True
         self.vision_track.set_done(False)
         self._vision_done = False
         try:
@@ -280,6 +283,7 @@ class LiveSession:
             src.close()
 
     def _video_failed(self) -> None:
+        self._device_ok["video"] = False
         self._latest = None
         self._put(self._frames, _END)  # the vision worker marks vision done: nothing waits for it
         self._check_finished()
@@ -339,6 +343,7 @@ class LiveSession:
         src, cfg, buf = self.audio, self.config, self.audio_buffer
         assert src is not None
         src.open(self.clock, self._stop)
+        self._device_ok["audio"] = True
         if cfg.realtime:  # keep stream time = sample time across a reconnect: silence for the gap
             gap = int(self.clock.now() * self.sample_rate) - buf.end
             if gap > self.sample_rate // 10:
@@ -364,6 +369,7 @@ class LiveSession:
             src.close()
 
     def _audio_failed(self) -> None:
+        self._device_ok["audio"] = False
         self._level_db = -120.0
         self._speech = False
 
@@ -453,9 +459,9 @@ class LiveSession:
         now = self.clock.now()
         t0, sr = max(0.0, now - self.config.live_window), self.sample_rate
         audio = None
-        if self.audio is not None and self._stage_ok("audio"):
+        if self.audio is not None and self._device_ok["audio"]:
             audio = self.audio_buffer.read(int(t0 * sr), int(now * sr))
-        vis = self.vision_track.rows(t0, now) if self._stage_ok("video") else None
+        vis = self.vision_track.rows(t0, now) if self._device_ok["video"] else None
         words = tuple(w for w in self._words if w.end > t0)
         if self._tentative:
             words += (Word(self._tentative, now, now),)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -201,6 +202,8 @@ class CameraSource(VideoSource):
     def open(self, clock: SessionClock, stop: threading.Event) -> None:
         cv2 = _cv2()
         self._clock = clock
+        if sys.platform.startswith("linux") and not Path(f"/dev/video{self.index}").exists():
+            raise SourceError(f"{self.name}: not connected (no /dev/video{self.index})")
         cap = cv2.VideoCapture(self.index)
         if not cap.isOpened():
             cap.release()
@@ -282,7 +285,7 @@ def list_cameras(max_index: int = 4) -> list[int]:
         return []
     found = []
     for i in range(max_index):
-        if not os.path.exists(f"/dev/video{i}") and os.name == "posix" and os.path.isdir("/dev"):
+        if sys.platform.startswith("linux") and not os.path.exists(f"/dev/video{i}"):
             continue  # probing a missing V4L2 node only prints warnings
         cap = cv2.VideoCapture(i)
         if cap.isOpened():

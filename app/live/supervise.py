@@ -63,7 +63,7 @@ class Supervisor:
             except Exception as exc:
                 st.state, st.error = "retrying", one_line(exc)
                 st.restarts += 1
-                log.warning(
+                log.info(  # reported through on_error (the window or the CLI shows it)
                     "%s failed (%s); retrying in %.1f s",
                     name,
                     st.error,

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from core.errors import MissingDependencyError, run_cli
+from core.errors import InputError, MissingDependencyError, run_cli
 
 
 def parser() -> argparse.ArgumentParser:
@@ -37,8 +37,19 @@ def require_qt() -> None:
         ) from None
 
 
+def require_display() -> None:
+    """Qt aborts the process (no exception) when it cannot open a display: say so in one line first."""
+    if sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM"):
+        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise InputError(
+                "no display (DISPLAY is not set): run it on a desktop or under xvfb-run, "
+                "or use 'fine live --headless' for JSON lines"
+            )
+
+
 def run(args: argparse.Namespace) -> int:
     require_qt()
+    require_display()
     from app.qt.window import run_app
 
     return run_app(args)
