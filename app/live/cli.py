@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from core.errors import run_cli
 
@@ -71,10 +72,12 @@ def emit(row_dict: dict, out=sys.stdout) -> None:  # type: ignore[no-untyped-def
     out.flush()
 
 
-def build_sources(args: argparse.Namespace, sample_rate: int):  # type: ignore[no-untyped-def]
+def build_sources(args: argparse.Namespace, sample_rate: int) -> tuple[Any, Any]:
     """(video, audio) sources for ``--source``; a file that cannot be read is a one-line InputError."""
-    from app.live.sources import CameraSource, MicrophoneSource, file_sources
+    from app.live.sources import AudioSource, CameraSource, MicrophoneSource, VideoSource, file_sources
 
+    video: VideoSource | None
+    audio: AudioSource | None
     if args.source == "camera":
         mic = None if args.mic is None else (int(args.mic) if str(args.mic).isdigit() else args.mic)
         video = None if args.no_camera else CameraSource(args.camera)

@@ -32,7 +32,9 @@ class SessionRecorder:
     ) -> None:
         out.mkdir(parents=True, exist_ok=True)
         self.out = out
-        self.timeline = TimelineWriter(out / "timeline.csv", out / "timeline.json", {**meta, "mode": "live"})
+        self.timeline: TimelineWriter | None = TimelineWriter(
+            out / "timeline.csv", out / "timeline.json", {**meta, "mode": "live"}
+        )
         self._lock = threading.Lock()
         self._wav: Any = None
         self._video: Any = None
@@ -65,7 +67,7 @@ class SessionRecorder:
                 import cv2
 
                 h, w = frame.rgb.shape[:2]
-                fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+                fourcc = cv2.VideoWriter.fourcc(*"mp4v")
                 self._video = cv2.VideoWriter(str(self.out / "video.mp4"), fourcc, self._fps, (w, h))
             self._video.write(np.ascontiguousarray(frame.rgb[:, :, ::-1]))
 

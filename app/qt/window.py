@@ -152,9 +152,9 @@ class MainWindow(QMainWindow):
         self.mic_box.setToolTip("microphone (used with a camera)")
         self.fast_box = QCheckBox("fast replay")
         self.fast_box.setToolTip("replay files as fast as possible instead of in real time")
-        self.fast_box.setChecked(self.settings.value("fast", False, type=bool))
+        self.fast_box.setChecked(bool(self.settings.value("fast", False, type=bool)))
 
-        def action(text: str, key: QKeySequence | str, slot: Any, checkable: bool = False) -> QAction:
+        def action(text: str, key: Any, slot: Any, checkable: bool = False) -> QAction:
             a = QAction(text, self)
             a.setShortcut(QKeySequence(key))
             a.setCheckable(checkable)
@@ -167,9 +167,24 @@ class MainWindow(QMainWindow):
         self.model_action = action("Model…", "Ctrl+M", self.choose_model)
         self.record_action = action("Record", "Ctrl+R", self._record_toggled, checkable=True)
         self.record_action.setToolTip("autosave the timeline (and audio) of each session as it goes")
-        self.record_action.setChecked(self.settings.value("record", False, type=bool))
+        self.record_action.setChecked(bool(self.settings.value("record", False, type=bool)))
+        self.record_video_action = action(
+            "Record video too", "Ctrl+Shift+R", self._record_video_toggled, True
+        )
+        self.record_video_action.setChecked(bool(self.settings.value("record_video", False, type=bool)))
         self.export_action = action("Export…", "Ctrl+E", self.choose_export)
         self.quit_action = action("Quit", QKeySequence.StandardKey.Quit, self.close)
+        menu = self.menuBar().addMenu("&Session")
+        for a in (
+            self.start_action,
+            self.open_action,
+            self.model_action,
+            self.record_action,
+            self.record_video_action,
+            self.export_action,
+            self.quit_action,
+        ):
+            menu.addAction(a)
         tb.addAction(self.start_action)
         tb.addWidget(QLabel(" source "))
         tb.addWidget(self.source_box)
@@ -370,7 +385,7 @@ class MainWindow(QMainWindow):
             return None
         root = Path(str(self.settings.value("record_dir", str(Path.home() / "fine-sessions"))))
         out = root / dt.datetime.now().strftime("session-%Y%m%d-%H%M%S")
-        video = self.settings.value("record_video", False, type=bool)
+        video = bool(self.settings.value("record_video", False, type=bool))
         meta = {"input": name, "model_id": self.scorer.model_id}
         try:
             rec = SessionRecorder(out, meta, audio=audio, video=video, sample_rate=self.scorer.sample_rate)
@@ -455,6 +470,9 @@ class MainWindow(QMainWindow):
         self.settings.setValue("record", on)
         if on:
             self.statusBar().showMessage("the next session is recorded (timeline autosaved as it goes)", 6000)
+
+    def _record_video_toggled(self, on: bool) -> None:
+        self.settings.setValue("record_video", on)
 
     def choose_export(self) -> None:
         start = str(self.settings.value("last_dir", str(Path.home())))

@@ -150,7 +150,9 @@ def test_recording_is_saved_row_by_row(samples_dir: Path, scorer, transcriber, t
     from app.pipeline.timeline import read_csv_rows, read_timeline
 
     clip = samples_dir / CRYING
-    rec = SessionRecorder(tmp_path / "rec", {"input": str(clip)}, audio=True, sample_rate=scorer.sample_rate)
+    rec = SessionRecorder(
+        tmp_path / "rec", {"input": str(clip)}, audio=True, video=True, sample_rate=scorer.sample_rate
+    )
     on_disk: list[int] = []
 
     def check(row) -> None:  # type: ignore[no-untyped-def]
@@ -174,6 +176,10 @@ def test_recording_is_saved_row_by_row(samples_dir: Path, scorer, transcriber, t
 
     info = soundfile.info(str(tmp_path / "rec" / "audio.wav"))
     assert info.samplerate == scorer.sample_rate and abs(info.duration - 6.45) < 0.1
+    from core.features.decode import iter_video_frames
+
+    frames = list(iter_video_frames(tmp_path / "rec" / "video.mp4"))
+    assert len(frames) == session.preview_meter.count > 100  # every frame the preview got
 
 
 def test_audio_buffer_blocks_or_drops() -> None:
