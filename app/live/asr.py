@@ -161,7 +161,9 @@ class StreamingASR:
             cut = (spans[-2][1] + spans[-1][0]) // 2 if len(spans) > 1 else pending.size
             self._commit(buffer, cut, update)
             next_speech = self.region / sr
-        elif self._tentative_due(buffer, head) or self._prefetch_due(spans[-1][1], silence):
+        elif self._tentative_due(buffer, head, pending.size - spans[0][0]) or self._prefetch_due(
+            spans[-1][1], silence
+        ):
             t0 = time.monotonic()
             self._tentative_pass(buffer, pending, start_t, update)
             self._last_tentative = time.monotonic()
@@ -169,9 +171,15 @@ class StreamingASR:
         self._flush_if_paused(head / sr, next_speech, update)
         return update
 
-    def _tentative_due(self, buffer: AudioBuffer, head: int) -> bool:
-        """Only when caught up with the audio (a tentative pass must never delay a commit)."""
-        if not self.tentative or buffer.end - head > 2 * int(self.config.hop * self.sample_rate):
+    def _tentative_due(self, buffer: AudioBuffer, head: int, speech: int) -> bool:
+        """Only when caught up with the audio and ``speech`` (samples of speech in progress) is longer
+        than ``tentative_after``: a pass running when a short utterance ends would delay its commit."""
+        cfg, sr = self.config, self.sample_rate
+        if (
+            not self.tentative
+            or buffer.end - head > 2 * int(cfg.hop * sr)
+            or speech < cfg.tentative_after * sr
+        ):
             return False
         # at most half of the ASR thread's time goes to tentative passes, however slow they are
         wait = max(self.config.tentative_every, self._tentative_cost)
@@ -187,9 +195,8 @@ class StreamingASR:
     def _tentative_pass(
         self, buffer: AudioBuffer, pending: np.ndarray, start_t: float, update: AsrUpdate
     ) -> None:
-        """Transcribe the speech in progress. Whole sentences that two passes in a row agree on, with
-        more speech after them, are committed (whisper_streaming's local agreement), so a sentence
-        does not wait for the pause that ends the whole turn."""
+        """Transcribe the speech in progress. Whole sentences with speech after them are committed
+        (see :func:`_agreed_sentences`), so a sentence does not wait for the pause that ends the turn."""
         words, text = self._transcribe_from(buffer, self.region + pending.size)
         agreed = _agreed_sentences(self._hypothesis, words)
         self._hypothesis, self._hyp_end = words, self.region + pending.size
@@ -215,13 +222,15 @@ class StreamingASR:
         return update
 
 
-def _agreed_sentences(previous: list[Word], current: list[Word]) -> list[Word]:
-    """The longest run of whole sentences at the start of ``current`` that ``previous`` starts with too
-    (same words), followed by at least one more word in ``current``."""
+def _agreed_sentences(previous: list[Word], current: list[Word], heard_after: int = 2) -> list[Word]:
+    """The whole sentences at the start of ``current`` that are safe to commit: those followed by at
+    least ``heard_after`` more words (Whisper heard what comes next, so it will not rewrite them), or
+    that ``previous`` starts with too and that are followed by one more word (two passes agree)."""
     same = 0
     for a, b in zip(previous, current):
         if a.word.strip().lower() != b.word.strip().lower():
             break
         same += 1
-    ends = [i for i in range(min(same, len(current) - 1)) if current[i].word.endswith(SENTENCE_END)]
-    return current[: ends[-1] + 1] if ends else []
+    ends = [i for i in range(len(current) - 1) if current[i].word.endswith(SENTENCE_END)]
+    safe = [i for i in ends if i < same or i + heard_after < len(current)]
+    return current[: safe[-1] + 1] if safe else []

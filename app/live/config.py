@@ -43,14 +43,16 @@ class AsrConfig:
 
     hop: seconds of new audio between VAD looks. cut_pause: silence after speech that ends a chunk.
     max_chunk: a chunk longer than this is cut at its last pause (or forced). tentative_every: seconds
-    between tentative transcriptions of the speech in progress (0 = none).
+    between tentative transcriptions of the speech in progress (0 = none), once it is longer than
+    tentative_after seconds.
     """
 
     hop: float = 0.2
     cut_pause: float = 0.4
     pad: float = 0.15
     max_chunk: float = 12.0
-    tentative_every: float = 1.0
+    tentative_every: float = 1.5
+    tentative_after: float = 2.0
     vad_threshold: float = 0.5
     context: float = 5.0
 
@@ -60,6 +62,7 @@ class AsrConfig:
         _check(0 <= self.pad < self.cut_pause, "asr.pad must be in [0, cut_pause)")
         _check(self.max_chunk >= 2, f"asr.max_chunk must be >= 2 seconds, got {self.max_chunk}")
         _check(self.tentative_every >= 0, "asr.tentative_every must be >= 0")
+        _check(self.tentative_after >= 0, "asr.tentative_after must be >= 0")
         _check(0 < self.vad_threshold < 1, "asr.vad_threshold must be in (0, 1)")
         _check(0 <= self.context <= 25, f"asr.context must be in [0, 25] seconds, got {self.context}")
 

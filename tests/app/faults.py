@@ -18,18 +18,24 @@ class UnpluggedVideo(VideoSource):
         self.name = "unplugged camera"
         self.failed = False
         self.reopen_attempts = 0
+        self.failed_at: float | None = None  # stream time of the failure
+        self.back_at: float | None = None  # stream time of the successful reopen
+        self._clock: SessionClock | None = None
 
     def open(self, clock: SessionClock, stop: threading.Event) -> None:
         if self.failed:
             self.reopen_attempts += 1
             if self.reopen_attempts <= self.down_for:
                 raise SourceError(f"{self.name}: cannot be opened (device gone)")
+            self.back_at = clock.now()
+        self._clock = clock
         self.inner.open(clock, stop)
 
     def read(self, timeout: float) -> VideoFrame | None:
         frame = self.inner.read(timeout)
         if frame is not None and not self.failed and frame.time >= self.fail_at:
             self.failed = True
+            self.failed_at = self._clock.now() if self._clock is not None else frame.time
             raise OSError(f"{self.name}: device disconnected")
         return frame
 

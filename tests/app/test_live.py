@@ -103,15 +103,17 @@ def test_video_unplugged_midstream_reconnects_and_scoring_goes_on(
     assert errors[0] == ("video", "unplugged camera: device disconnected")
     assert [s for s, _ in errors].count("video") == 2  # the failure + one failed reopen attempt
     assert video.reopen_attempts == 2 and session.supervisor.stages["video"].restarts == 2
-    during = [st for t, st in states if 1.8 < t < 2.6]
+    # judged against when it really failed and came back (a loaded machine shifts both)
+    assert video.failed_at is not None and video.back_at is not None
+    down, up = video.failed_at + 0.1, video.back_at - 0.1
+    assert video.failed_at >= 1.5 and video.back_at - video.failed_at >= 1.4  # 0.5 s + 1 s backoff
+    during = [st for t, st in states if down < t < up]
     assert during and all(st["vision"] == "absent" for st in during)
-    assert any(st["vision"] == "present" for t, st in states if t > 4.0)  # reconnected
-    outage = [r for r in session.live_rows if 1.8 <= r.end <= 2.6]
+    assert any(st["vision"] == "present" for t, st in states if t > video.back_at + 1.0)  # reconnected
+    outage = [r for r in session.live_rows if down <= r.end <= up]
     assert outage and all(r.presence[2] is False for r in outage)
-    later = [r for r in session.live_rows if 4.0 <= r.end <= 6.0]
-    assert later and all(r.presence[2] is True for r in later), " ".join(
-        f"{r.end:.1f}:{int(r.presence[2])}" for r in session.live_rows
-    )
+    later = [r for r in session.live_rows if r.end >= video.back_at + 1.0]
+    assert later and all(r.presence[2] is True for r in later)
     assert len(session.rows) == 2  # both utterances scored, with voice and words
     for r in session.rows:
         assert r.presence[:2] == (True, True) and math.isfinite(r.score)
@@ -214,11 +216,17 @@ def test_agreed_sentences() -> None:
     def words(text: str) -> list[Word]:
         return [Word(w, i, i + 0.5) for i, w in enumerate(text.split())]
 
+    first = ["I", "am", "so", "disappointed."]
     prev = words("I am so disappointed. This was")
     cur = words("I am so disappointed. This was the worst")
-    assert [w.word for w in _agreed_sentences(prev, cur)] == ["I", "am", "so", "disappointed."]
-    assert _agreed_sentences(words("I am so sad. This"), cur) == []  # they disagree
+    assert [w.word for w in _agreed_sentences(prev, cur)] == first  # agreed, and heard what follows
+    assert [w.word for w in _agreed_sentences([], cur)] == first  # one pass, 4 words heard after it
+    one_after = words("I am so disappointed. This")
+    assert _agreed_sentences(words("I am so sad. This"), one_after) == []  # one word after, disagree
+    assert [w.word for w in _agreed_sentences(prev, one_after)] == first  # one word after, agree
     assert _agreed_sentences(prev, words("I am so disappointed.")) == []  # nothing after it yet
+    two = words("Good. Very good. And")
+    assert [w.word for w in _agreed_sentences([], two)] == ["Good."]  # "good." has 1 word after
 
 
 def test_missing_default_model_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
