@@ -11,7 +11,6 @@ scored); a chunk is *committed* once, after ``cut_pause`` seconds of silence.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,8 +64,6 @@ class StreamingASR:
         self.tentative = tentative and config.tentative_every > 0
         self.head = 0  # samples analysed so far
         self.region = 0  # first sample not yet transcribed-and-committed
-        self._last_tentative = -1e9  # time.monotonic() when the last tentative pass ended
-        self._tentative_cost = 0.0  # seconds it took
         self._hypothesis: list[Word] = []  # words of the last tentative pass
         self._hyp_end = 0  # sample up to which that pass heard the audio
         VadOptions, self._speech = _vad()
@@ -164,10 +161,7 @@ class StreamingASR:
         elif self._tentative_due(buffer, head, pending.size - spans[0][0]) or self._prefetch_due(
             spans[-1][1], silence
         ):
-            t0 = time.monotonic()
             self._tentative_pass(buffer, pending, start_t, update)
-            self._last_tentative = time.monotonic()
-            self._tentative_cost = self._last_tentative - t0
         self._flush_if_paused(head / sr, next_speech, update)
         return update
 
@@ -181,9 +175,8 @@ class StreamingASR:
             or speech < cfg.tentative_after * sr
         ):
             return False
-        # at most half of the ASR thread's time goes to tentative passes, however slow they are
-        wait = max(self.config.tentative_every, self._tentative_cost)
-        return time.monotonic() - self._last_tentative >= wait
+        # one pass per `tentative_every` seconds of new audio: behind the clock, passes do not pile up
+        return head - self._hyp_end >= int(cfg.tentative_every * sr)
 
     def _prefetch_due(self, speech_end: int, silence: int) -> bool:
         """The speech just stopped and the last tentative pass did not hear all of it: transcribe now,
@@ -195,8 +188,9 @@ class StreamingASR:
     def _tentative_pass(
         self, buffer: AudioBuffer, pending: np.ndarray, start_t: float, update: AsrUpdate
     ) -> None:
-        """Transcribe the speech in progress. Whole sentences with speech after them are committed
-        (see :func:`_agreed_sentences`), so a sentence does not wait for the pause that ends the turn."""
+        """Transcribe the speech in progress. Whole sentences that two passes in a row agree on, with
+        more speech after them, are committed (:func:`_agreed_sentences`), so a sentence does not wait
+        for the pause that ends the whole turn."""
         words, text = self._transcribe_from(buffer, self.region + pending.size)
         agreed = _agreed_sentences(self._hypothesis, words)
         self._hypothesis, self._hyp_end = words, self.region + pending.size
@@ -222,15 +216,14 @@ class StreamingASR:
         return update
 
 
-def _agreed_sentences(previous: list[Word], current: list[Word], heard_after: int = 2) -> list[Word]:
-    """The whole sentences at the start of ``current`` that are safe to commit: those followed by at
-    least ``heard_after`` more words (Whisper heard what comes next, so it will not rewrite them), or
-    that ``previous`` starts with too and that are followed by one more word (two passes agree)."""
+def _agreed_sentences(previous: list[Word], current: list[Word]) -> list[Word]:
+    """The whole sentences at the start of ``current`` that ``previous`` starts with too (two passes
+    agree, whisper_streaming's local agreement) and that are followed by at least one more word.
+    One pass is not enough: Whisper often ends a sentence early and rewrites it once it hears more."""
     same = 0
     for a, b in zip(previous, current):
         if a.word.strip().lower() != b.word.strip().lower():
             break
         same += 1
-    ends = [i for i in range(len(current) - 1) if current[i].word.endswith(SENTENCE_END)]
-    safe = [i for i in ends if i < same or i + heard_after < len(current)]
-    return current[: safe[-1] + 1] if safe else []
+    ends = [i for i in range(min(same, len(current) - 1)) if current[i].word.endswith(SENTENCE_END)]
+    return current[: ends[-1] + 1] if ends else []
