@@ -112,7 +112,8 @@ def test_video_unplugged_midstream_reconnects_and_scoring_goes_on(
     assert any(st["vision"] == "present" for t, st in states if t > video.back_at + 1.0)  # reconnected
     outage = [r for r in session.live_rows if down <= r.end <= up]
     assert outage and all(r.presence[2] is False for r in outage)
-    later = [r for r in session.live_rows if r.end >= video.back_at + 1.0]
+    # (windows that end after the 6.5 s clip, while the ASR catches up, have no frames at all)
+    later = [r for r in session.live_rows if video.back_at + 1.0 <= r.end <= 6.4]
     assert later and all(r.presence[2] is True for r in later)
     assert len(session.rows) == 2  # both utterances scored, with voice and words
     for r in session.rows:
