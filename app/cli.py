@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "app.pipeline.cli:main",
         "score video/audio files: sentiment timelines (CSV/JSON), plots, HTML reports, a summary",
     ),
+    "app": ("app.qt.main:main", "the desktop app: live camera + microphone (or a file) with sentiment"),
+    "live": ("app.live.cli:main", "live sentiment without a window: --headless prints JSON lines"),
 }
 
 # ``fine bench WHAT``: benchmarks print numbers; they are never timed tests.
@@ -47,6 +49,10 @@ BENCHES: dict[str, tuple[str, str]] = {
         "latency/throughput of every available runner (torch, onnxruntime, TensorRT)",
     ),
     "score": ("app.pipeline.bench:main", "fine score on a file against faster-whisper transcription alone"),
+    "live": (
+        "app.live.bench:main",
+        "live replay of a file: utterance-end -> score latency, preview/vision fps, CPU use",
+    ),
 }
 
 

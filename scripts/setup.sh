@@ -18,7 +18,10 @@ TORCH_PIN="torch==2.13.0"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 # 1. System libraries: PortAudio (microphone), ffmpeg (test media), Xvfb + GL/xkb/fontconfig (Qt).
-APT_PACKAGES=(libportaudio2 ffmpeg xvfb libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0)
+APT_PACKAGES=(libportaudio2 ffmpeg xvfb libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0
+  # Qt's xcb platform plugin (fine app on a desktop or under xvfb-run; the tests use offscreen)
+  libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0
+  libxcb-shape0 libxcb-randr0 libxcb-xinerama0)
 if [ "${FINE_SKIP_APT:-0}" != 1 ] && command -v apt-get >/dev/null 2>&1; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do

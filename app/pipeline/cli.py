@@ -106,7 +106,9 @@ def run(args: argparse.Namespace, config: object) -> int:
     probe = args.out / ".write-test"
     probe.write_bytes(b"")  # fail now, in one line, if the output directory is not writable
     probe.unlink()
-    model = args.model if args.model is not None else default_model()
+    from app.assets import resolve_model
+
+    model = resolve_model(args.model)
     scorer = Scorer(model, config.backend, threads=config.threads)
     results = BatchScorer(scorer, config).run(inputs, args.out, args.resume, not args.no_progress)
     counts: dict[str, int] = {}
@@ -128,18 +130,6 @@ def run(args: argparse.Namespace, config: object) -> int:
         + f"; summary in {args.out / 'summary.csv'}"
     )
     return 0
-
-
-def default_model() -> Path:
-    from app.assets import DEFAULT_MODEL
-
-    if not (DEFAULT_MODEL / "config.json").exists():
-        raise FineError(
-            f"{DEFAULT_MODEL}: the shipped default model is missing from this installation; "
-            "pass --model DIR, or rebuild it with 'fine build-default --data ../shared/data "
-            "--out app/assets/default_model'"
-        )
-    return DEFAULT_MODEL
 
 
 def print_timeline(folder: Path) -> None:

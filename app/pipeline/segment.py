@@ -51,6 +51,11 @@ class UtteranceSegmenter:
                 done.append(self._emit())
         return done
 
+    @property
+    def pending(self) -> tuple[Word, ...]:
+        """Words of the utterance in progress (not yet emitted)."""
+        return tuple(self._words)
+
     def flush(self) -> list[Unit]:
         """End of stream: the utterance in progress, if any."""
         return [self._emit()] if self._words else []

@@ -56,6 +56,13 @@ class Transcriber:
             self._model = WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=self.cpu_threads)
         return self._model
 
+    def warm_up(self) -> None:
+        """Load the model and run it once on a second of silence (the first real call is otherwise
+        seconds slower); the live app calls this before its clock starts."""
+        model = self._load()
+        segments, _ = model.transcribe(np.zeros(16000, dtype=np.float32), language=self.language or "en")
+        list(segments)
+
     def transcribe(self, audio: np.ndarray) -> Transcript:
         """16 kHz mono float32 -> transcript; empty text when nothing is said."""
         model = self._load()

@@ -263,10 +263,16 @@ class VisionFeatureExtractor:
             self._tracker.close()
         self._tracker, self._previous = None, None
 
-    def process(self, rgb: np.ndarray) -> np.ndarray | None:
-        """One RGB frame ``(h, w, 3)`` uint8 -> ``(20,)`` features of the primary face, or ``None``."""
+    def track(self, rgb: np.ndarray) -> Face | None:
+        """One RGB frame ``(h, w, 3)`` uint8 -> the primary face (landmarks + box), or ``None``.
+        The live app draws these landmarks; :meth:`process` turns them into features."""
         face = select_primary(self.tracker.landmarks(rgb), self._previous)
         self._previous = None if face is None else face.box
+        return face
+
+    def process(self, rgb: np.ndarray) -> np.ndarray | None:
+        """One RGB frame ``(h, w, 3)`` uint8 -> ``(20,)`` features of the primary face, or ``None``."""
+        face = self.track(rgb)
         return None if face is None else expression_features(face.landmarks)
 
     def extract_frames(self, frames: list[np.ndarray], times: list[float] | None = None) -> VisionFeatures:

@@ -45,3 +45,24 @@ def make_tiny_model(directory: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny_model") / "model")
+
+
+@pytest.fixture(scope="session")
+def live_scorer(tiny_model: Path):  # type: ignore[no-untyped-def]
+    """One Scorer (tiny model, torch, 1 thread) shared by the live engine and GUI tests."""
+    pytest.importorskip("faster_whisper")
+    from app.pipeline.scorer import Scorer
+
+    s = Scorer(tiny_model, "torch", threads=1)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="session")
+def live_transcriber():  # type: ignore[no-untyped-def]
+    """The packaged tiny.en Whisper, loaded once."""
+    from core.features.transcribe import Transcriber
+
+    t = Transcriber(cpu_threads=2)
+    t.warm_up()
+    return t
