@@ -113,7 +113,7 @@ def test_fatal_problems_exit_2_with_one_line(
     jfk = str(samples_dir / "jfk.flac")
     assert main([jfk, "--out", str(tmp_path / "o"), "--model", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "nope" in err and "no such file" in err
+    assert err.count("\n") == 1 and "nope" in err and "no such model" in err
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert main([jfk, "--out", str(blocker / "o"), "--model", str(tiny_model)]) == 2
@@ -209,3 +209,15 @@ def test_onnxruntime_backend_gives_the_torch_timeline(
         assert a["model_id"] == b["model_id"]  # same artifact, whichever backend runs it
         assert a["score"] == pytest.approx(b["score"], abs=1e-5)
         assert np.allclose(a["contributions"], b["contributions"], atol=1e-5)
+
+
+def test_without_model_the_shipped_default_is_used_or_named(
+    samples_dir: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """No --model: the shipped default model; where it is missing, one line says how to get one."""
+    import app.assets as assets
+
+    monkeypatch.setattr(assets, "DEFAULT_MODEL", tmp_path / "gone")
+    assert main([str(samples_dir / "jfk.flac"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "default model is not installed" in err[0] and "fine build-default" in err[0]
