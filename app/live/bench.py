@@ -31,7 +31,10 @@ def parser() -> argparse.ArgumentParser:
         "files", nargs="*", type=Path, help="recordings with a face and speech (default: the demo clip)"
     )
     p.add_argument(
-        "--model", type=Path, default=None, help="model directory or .onnx (default: models/default)"
+        "--model",
+        type=Path,
+        default=None,
+        help="model directory or .onnx (default: the shipped default model)",
     )
     p.add_argument("--backend", default="auto")
     p.add_argument("--threads", type=int, default=1, help="model runner threads (default 1)")

@@ -30,7 +30,10 @@ def parser() -> argparse.ArgumentParser:
         "--source", default="camera", help="'camera' (camera + microphone) or a media FILE to replay"
     )
     p.add_argument(
-        "--model", type=Path, default=None, help="model directory or .onnx (default: models/default)"
+        "--model",
+        type=Path,
+        default=None,
+        help="model directory or .onnx (default: the shipped default model)",
     )
     pace = p.add_mutually_exclusive_group()
     pace.add_argument(

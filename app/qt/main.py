@@ -17,7 +17,10 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("file", nargs="?", type=Path, default=None, help="a media file to replay at start")
     p.add_argument(
-        "--model", type=Path, default=None, help="model directory or .onnx (default: models/default)"
+        "--model",
+        type=Path,
+        default=None,
+        help="model directory or .onnx (default: the shipped default model)",
     )
     p.add_argument("--fast", action="store_true", help="replay FILE as fast as possible (default: real time)")
     p.add_argument(

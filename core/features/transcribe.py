@@ -63,11 +63,16 @@ class Transcriber:
         segments, _ = model.transcribe(np.zeros(16000, dtype=np.float32), language=self.language or "en")
         list(segments)
 
-    def transcribe(self, audio: np.ndarray) -> Transcript:
-        """16 kHz mono float32 -> transcript; empty text when nothing is said."""
+    def transcribe(self, audio: np.ndarray, beam_size: int = 5) -> Transcript:
+        """16 kHz mono float32 -> transcript; empty text when nothing is said. ``beam_size`` 5 is
+        faster-whisper's default (batch scoring); 1 is greedy decoding, about twice as fast (live)."""
         model = self._load()
         segments, info = model.transcribe(
-            np.asarray(audio, dtype=np.float32), language=self.language, word_timestamps=True, vad_filter=True
+            np.asarray(audio, dtype=np.float32),
+            language=self.language,
+            word_timestamps=True,
+            vad_filter=True,
+            beam_size=beam_size,
         )
         words: list[Word] = []
         texts = []
