@@ -122,3 +122,49 @@ def test_cli_missing_outputs_and_cv(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert fine([*argv[:-1], "4"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("fine evaluate: --model") and "fold-3" in err and "\n" not in err
+
+
+def _summary(level: float) -> dict:
+    rates = [
+        {
+            "rate": 0.1 * k,
+            "Non0_acc_2": level - 0.01 * k,
+            "Non0_acc_2_std": 0.0,
+            "MAE": 0.5 + 0.1 * k,
+            "MAE_std": 0.0,
+            "Non0_F1": level,
+            "Non0_F1_std": 0.0,
+            "Corr": 0.5,
+            "Corr_std": 0.0,
+        }
+        for k in range(10)
+    ]
+    conds = [
+        {"condition": condition_name(k), "Non0_acc_2": level, "Non0_F1": level, "MAE": 0.5, "Corr": 0.5}
+        for k in CONDITIONS
+    ]
+    auc = {
+        k: area_under_curve([r["rate"] for r in rates], [r[k] for r in rates])
+        for k in ("Non0_acc_2", "Non0_F1", "MAE", "Corr")
+    }
+    return {"rate": rates, "modality": conds, "auc": auc, "label_range": [-3.0, 3.0]}
+
+
+def test_missing_report_averages_variants(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from training.missing_report import main as report
+
+    for name, level in (("a", 0.8), ("b", 0.9), ("c", 0.7)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps(_summary(level)))
+    out = tmp_path / "cmp"
+    assert (
+        report(["--out", str(out), f"plain={tmp_path / 'a'}", f"robust={tmp_path / 'b'},{tmp_path / 'c'}"])
+        == 0
+    )
+    md = (out / "compare.md").read_text()
+    # AUC of a line from L down to L - 0.09 is L - 0.045; robust is the mean of b (85.5) and c (65.5)
+    assert "| robust | 2 | 75.5 (85.5, 65.5) |" in md
+    assert "| plain | 1 | 75.5 |" in md and "{T,A,V}" in md
+    assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    assert report(["--out", str(out), f"x={tmp_path / 'nope'}"]) == 2
+    assert "summary.json: cannot read" in capsys.readouterr().err
