@@ -248,8 +248,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _label_range(model: nn.Module) -> tuple[float, float]:
+    cfg: Any = model.config  # FineConfig or MMIMConfig
+    lo, hi = cfg.label_range
+    return float(lo), float(hi)
+
+
 def _unk_id(model: nn.Module) -> int | None:
-    enc = model.config.text_encoder
+    cfg: Any = model.config
+    enc = cfg.text_encoder
     if not enc.source:
         return None
     from core.text_encoder import load_tokenizer
@@ -275,7 +282,7 @@ def _cv_folds(args: argparse.Namespace) -> tuple[list[Fold], tuple[float, float]
     idx = grouped_folds(pooled, args.cv)
     unk = _unk_id(models[0])
     folds = [Fold(m, ds.subset(idx[k], f"fold-{k}"), unk) for k, m in enumerate(models)]
-    return folds, tuple(models[0].config.label_range)  # type: ignore[return-value]
+    return folds, _label_range(models[0])
 
 
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
@@ -292,14 +299,14 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
     else:
         model = load_any_model(args.model)
         split = eval_splits(args, model, [args.split])[args.split]
-        folds, label_range = [Fold(model, split, _unk_id(model))], tuple(model.config.label_range)
+        folds, label_range = [Fold(model, split, _unk_id(model))], _label_range(model)
         default_out = args.model.parent / "missing"
-    result = run_protocols(folds, label_range, fill=args.frame_fill, batch_size=args.batch_size)  # type: ignore[arg-type]
+    result = run_protocols(folds, label_range, fill=args.frame_fill, batch_size=args.batch_size)
     result["model"], result["data"] = str(args.model), args.data
     result["n"] = sum(len(f.data) for f in folds)
     result["label_range"] = list(label_range)
     out = args.missing_out or default_out
-    metrics = headline_metrics(label_range)  # type: ignore[arg-type]
+    metrics = headline_metrics(label_range)
     write_outputs(result, out, metrics, f"{args.model} on {args.data} (n={result['n']})")
     return result, out
 
