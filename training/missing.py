@@ -66,6 +66,7 @@ class Corruption:
     seed: int = 0
     keep: tuple[str, ...] = MODALITIES
     fill: str = "zero"
+    text_fill: str = "unk"  # token ids of an in-graph text encoder: [UNK] or masked out
 
 
 def _frame_drops(lengths: dict[str, list[int]], t: dict[str, int], idx: np.ndarray, c: Corruption) -> dict:
@@ -92,7 +93,7 @@ def predict_corrupted(
         if c.rate > 0:
             lengths = {m: [int(n) for n in batch.masks[m].sum(1)] for m in MODALITIES}
             t = {m: batch.masks[m].shape[1] for m in MODALITIES}
-            batch = drop_frames(batch, _frame_drops(lengths, t, idx, c), c.fill, unk_id)
+            batch = drop_frames(batch, _frame_drops(lengths, t, idx, c), c.fill, unk_id, c.text_fill)
         batch = batch.with_presence(batch.presence & keep[None, :])
         preds[idx] = model(batch).score.float().cpu().numpy()
     return preds
@@ -128,12 +129,14 @@ def run_protocols(
     seeds: tuple[int, ...] = SEEDS,
     fill: str = "zero",
     batch_size: int = 64,
+    text_fill: str = "unk",
 ) -> dict[str, Any]:
     """Both protocols: ``{"rate": [...], "modality": [...], "auc": {...}}``."""
     rate_rows = []
     for r in rates:
         per_seed = [
-            evaluate_folds(folds, Corruption(r, s, MODALITIES, fill), label_range, batch_size) for s in seeds
+            evaluate_folds(folds, Corruption(r, s, MODALITIES, fill, text_fill), label_range, batch_size)
+            for s in seeds
         ]
         row: dict[str, Any] = {"rate": r}
         for k in per_seed[0]:
@@ -144,13 +147,20 @@ def run_protocols(
         log.debug("rate %.1f: %s", r, {k: round(v, 4) for k, v in row.items()})
     cond_rows = []
     for keep in CONDITIONS:
-        m = evaluate_folds(folds, Corruption(0.0, 0, keep, fill), label_range, batch_size)
+        m = evaluate_folds(folds, Corruption(0.0, 0, keep, fill, text_fill), label_range, batch_size)
         cond_rows.append({"condition": condition_name(keep), **m})
     metric_names = [k for k in rate_rows[0] if k != "rate" and not k.endswith("_std")]
     auc = {
         k: area_under_curve([r["rate"] for r in rate_rows], [r[k] for r in rate_rows]) for k in metric_names
     }
-    return {"rate": rate_rows, "modality": cond_rows, "auc": auc, "seeds": list(seeds), "fill": fill}
+    return {
+        "rate": rate_rows,
+        "modality": cond_rows,
+        "auc": auc,
+        "seeds": list(seeds),
+        "fill": fill,
+        "text_fill": text_fill,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -244,6 +254,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--frame-fill", choices=("zero", "mask"), default="zero", help="missing frames: zeroed or masked"
     )
     g.add_argument(
+        "--text-fill",
+        choices=("unk", "mask"),
+        default="unk",
+        help="missing tokens of an in-graph text encoder: [UNK] (the protocol) or masked out (lost words)",
+    )
+    g.add_argument(
         "--cv", type=int, default=0, help="--model is a 'fine train --cv K' run: pool its K test folds"
     )
 
@@ -301,7 +317,9 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
         split = eval_splits(args, model, [args.split])[args.split]
         folds, label_range = [Fold(model, split, _unk_id(model))], _label_range(model)
         default_out = args.model.parent / "missing"
-    result = run_protocols(folds, label_range, fill=args.frame_fill, batch_size=args.batch_size)
+    result = run_protocols(
+        folds, label_range, fill=args.frame_fill, batch_size=args.batch_size, text_fill=args.text_fill
+    )
     result["model"], result["data"] = str(args.model), args.data
     result["n"] = sum(len(f.data) for f in folds)
     result["label_range"] = list(label_range)

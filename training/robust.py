@@ -127,19 +127,25 @@ def drop_modalities(
 
 
 def drop_frames(
-    batch: ModalityBatch, drops: dict[str, Tensor], fill: str = "zero", unk_id: int | None = None
+    batch: ModalityBatch,
+    drops: dict[str, Tensor],
+    fill: str = "zero",
+    unk_id: int | None = None,
+    text_fill: str = "unk",
 ) -> ModalityBatch:
     """Apply per-step drop masks ``drops[m] (b, t_m)`` (True = missing) within each sequence's length.
 
     Text token ids -> ``unk_id`` (the first and last valid token, [CLS]/[SEP], are kept); text embeddings
     -> masked out; audio/vision -> zeroed (``fill="zero"``) or masked out (``fill="mask"``).
+    ``text_fill="mask"`` masks dropped token ids out too (words that were never heard, as live ASR
+    loses them) instead of writing [UNK].
     """
     feats, masks = dict(batch.features), dict(batch.masks)
     for m, drop in drops.items():
         mask = batch.masks[m].to(torch.bool)
         drop = drop.to(torch.bool) & mask
         x = batch.features[m]
-        if m == "text" and not torch.is_floating_point(x):
+        if m == "text" and not torch.is_floating_point(x) and text_fill == "unk":
             if unk_id is None:
                 raise ValueError("text is token ids: drop_frames needs the tokenizer's unk_id")
             length = mask.sum(1)

@@ -105,6 +105,10 @@ def test_drop_frames_zero_mask_and_unk() -> None:
     assert out.features["text"].tolist() == [[101, 100, 100, 100, 102, 0], [101, 100, 102, 0, 0, 0]]
     with pytest.raises(ValueError, match="unk_id"):
         drop_frames(tb, {"text": torch.ones_like(mask)})
+    # text_fill="mask": dropped ids are masked out (lost words), the ids themselves are untouched
+    half = torch.tensor([[False, True, False, True, False, False], [False, True, False, False, False, False]])
+    lost = drop_frames(tb, {"text": half}, text_fill="mask")
+    assert torch.equal(lost.features["text"], ids) and torch.equal(lost.masks["text"], mask & ~half)
 
 
 def _fit(robust: RobustConfig | None, epochs: int = 1) -> tuple[set[str], np.ndarray]:
