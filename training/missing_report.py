@@ -107,7 +107,7 @@ def compare_png(variants: dict[str, dict[str, Any]], metrics: tuple[str, ...], t
     fig.suptitle(title)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
+    fig.savefig(buf, format="png", dpi=72)
     plt.close(fig)
     return buf.getvalue()
 

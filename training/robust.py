@@ -23,9 +23,9 @@ Three switches, all off by default (then training is exactly the plain FINE trai
 
   Direction: ``distill_direction="teacher"`` (default) only moves the student towards the (detached)
   teacher; ``"both"`` adds the reverse term (the teacher pulled towards the detached student, the
-  "distribution alignment in both directions" of FSRF) with the same weights. Pulling the complete-input
-  pass towards degraded input costs complete-input accuracy, which the default avoids; see
-  docs/ROBUSTNESS.md for the measurement.
+  "distribution alignment in both directions" of FSRF) with the same weights. The default cannot pull
+  the complete-input pass towards degraded input; measured, the two were within noise
+  (docs/ROBUSTNESS.md).
 
 Without ``distill`` the dropouts are plain augmentation: one pass on the corrupted batch with the
 whole loss. Randomness comes from torch's global generator, so a resumed run continues the same stream.

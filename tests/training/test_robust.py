@@ -185,11 +185,10 @@ def _six_condition_mae(robust: RobustConfig | None) -> tuple[float, float]:
 
 @pytest.mark.slow
 def test_robust_training_beats_plain_under_a_dropped_modality() -> None:
-    """Issue 8, acceptance 1 (about 4 CPU-minutes). Measured: plain six-condition MAE 0.601, complete
-    0.215; robust (the recommended options) 0.464 and 0.265."""
+    """Issue 8, acceptance 1 (about 4 CPU-minutes), with the recommended options (modality dropout 0.3 +
+    self-distillation). Measured (docs/ROBUSTNESS.md): mean MAE over the six whole-modality-missing
+    conditions plain 0.601 -> robust 0.474; complete input 0.215 -> 0.244."""
     plain, plain_full = _six_condition_mae(None)
-    robust, robust_full = _six_condition_mae(
-        RobustConfig(modality_dropout=0.3, frame_dropout=0.5, distill=True)
-    )
-    assert plain > 0.55 and robust < 0.50 and plain - robust > 0.08, (plain, robust)
-    assert robust_full - plain_full < 0.08, (plain_full, robust_full)
+    robust, robust_full = _six_condition_mae(RobustConfig(modality_dropout=0.3, distill=True))
+    assert plain > 0.55 and robust < 0.52 and plain - robust > 0.08, (plain, robust)
+    assert robust_full - plain_full < 0.06, (plain_full, robust_full)
