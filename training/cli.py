@@ -564,6 +564,9 @@ def _eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", type=Path, help="write the metrics as JSON here")
     p.add_argument("--threads", type=int, default=None)
+    from training import missing
+
+    missing.add_arguments(p)
     return p
 
 
@@ -576,14 +579,14 @@ def load_any_model(path: Path) -> torch.nn.Module:
     return load_model(path)
 
 
-def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    quiet_transformers()
-    model = load_any_model(args.model)
+def eval_splits(
+    args: argparse.Namespace, model: torch.nn.Module, names: list[str] | None
+) -> dict[str, Dataset]:
+    """Load ``args.data`` for ``model``: modalities restricted, text tokenized for an in-graph encoder,
+    feature dims checked against the model's; ``names=None`` keeps every split."""
     splits = datasets.load(args.data)
     restrict_modalities(splits, args.modalities)
-    names = list(splits) if args.split == "all" else [args.split]
+    names = list(splits) if names is None else names
     missing = [n for n in names if n not in splits]
     if missing:
         raise FineError(f"--data {args.data} has no split {missing[0]!r}; it has {sorted(splits)}")
@@ -592,7 +595,6 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         quiet_transformers()
         tokenize_splits(splits, enc_cfg, model.config.input_dims["text"])
     dims = dict(model.config.input_dims)
-    out: dict[str, Any] = {}
     for name in names:
         ds = splits[name]
         got = {m: ds.feature_dims[m] for m in ("audio", "vision") if m in args.modalities}
@@ -604,6 +606,17 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         if bad:
             raise FineError(f"--data {args.data}: feature dims {bad} do not match the model's {dims}")
         ds.feature_dims = dims
+    return {n: splits[n] for n in names}
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    quiet_transformers()
+    model = load_any_model(args.model)
+    splits = eval_splits(args, model, None if args.split == "all" else [args.split])
+    out: dict[str, Any] = {}
+    for name, ds in splits.items():
         pred, y = predict(model, ds, args.batch_size)
         out[name] = metrics_for(tuple(model.config.label_range), pred, y)
         out[name]["n"] = len(ds)
@@ -612,6 +625,14 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 def evaluate_main(argv: list[str] | None = None) -> int:
     args = _eval_parser().parse_args(argv)
+    if args.missing:
+        from training import missing
+
+        try:
+            return missing.main(args)
+        except (FineError, ConfigError) as exc:
+            print(f"fine evaluate: {exc}", file=sys.stderr)
+            return 2
     try:
         result = evaluate(args)
     except (FineError, ConfigError) as exc:

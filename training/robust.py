@@ -23,9 +23,9 @@ Three switches, all off by default (then training is exactly the plain FINE trai
 
   Direction: ``distill_direction="teacher"`` (default) only moves the student towards the (detached)
   teacher; ``"both"`` adds the reverse term (the teacher pulled towards the detached student, the
-  "distribution alignment in both directions" of FSRF) with the same weights. Pulling the complete-input
-  pass towards degraded input costs complete-input accuracy, which the default avoids; see
-  docs/ROBUSTNESS.md for the measurement.
+  "distribution alignment in both directions" of FSRF) with the same weights. The default cannot pull
+  the complete-input pass towards degraded input; measured, the two were within noise
+  (docs/ROBUSTNESS.md).
 
 Without ``distill`` the dropouts are plain augmentation: one pass on the corrupted batch with the
 whole loss. Randomness comes from torch's global generator, so a resumed run continues the same stream.
@@ -127,19 +127,25 @@ def drop_modalities(
 
 
 def drop_frames(
-    batch: ModalityBatch, drops: dict[str, Tensor], fill: str = "zero", unk_id: int | None = None
+    batch: ModalityBatch,
+    drops: dict[str, Tensor],
+    fill: str = "zero",
+    unk_id: int | None = None,
+    text_fill: str = "unk",
 ) -> ModalityBatch:
     """Apply per-step drop masks ``drops[m] (b, t_m)`` (True = missing) within each sequence's length.
 
     Text token ids -> ``unk_id`` (the first and last valid token, [CLS]/[SEP], are kept); text embeddings
     -> masked out; audio/vision -> zeroed (``fill="zero"``) or masked out (``fill="mask"``).
+    ``text_fill="mask"`` masks dropped token ids out too (words that were never heard, as live ASR
+    loses them) instead of writing [UNK].
     """
     feats, masks = dict(batch.features), dict(batch.masks)
     for m, drop in drops.items():
         mask = batch.masks[m].to(torch.bool)
         drop = drop.to(torch.bool) & mask
         x = batch.features[m]
-        if m == "text" and not torch.is_floating_point(x):
+        if m == "text" and not torch.is_floating_point(x) and text_fill == "unk":
             if unk_id is None:
                 raise ValueError("text is token ids: drop_frames needs the tokenizer's unk_id")
             length = mask.sum(1)

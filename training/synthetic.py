@@ -5,6 +5,11 @@ sequence carries ``v`` (a fixed random direction scaled by the latent, on a rand
 under noise); text is pure noise. The label depends on audio and vision *jointly*:
 ``y = clip(1.5·a + 1.5·v + 1.5·a·v, -3, 3)``. A model that ignores vision cannot beat a much weaker
 baseline, which is what the planted-signal tests check.
+
+``text_signal > 0`` makes the modalities partly redundant (the premise of missing-modality recovery):
+the text sequence then also carries ``text_signal · (a·d_ta + v·d_tv)`` on its signal frames, so what a
+dropped audio or vision stream held can be partly recovered from text. ``synthetic:N,text_signal=0.5``
+selects it on the command line.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.errors import InputError
 from training.data import Dataset, Sample
 
 
@@ -25,6 +31,7 @@ class SyntheticSpec:
     noise: float = 0.5
     signal_frames: float = 0.5  # fraction of frames that carry the latent
     p_absent: float = 0.0  # probability that each modality is absent (for robustness data)
+    text_signal: float = 0.0  # amplitude of the latents in text (0: text is pure noise)
     seed: int = 0
 
 
@@ -41,6 +48,9 @@ def make_planted(spec: SyntheticSpec = SyntheticSpec(), name: str = "planted") -
     dir_v = world.normal(size=d_v).astype(np.float32)
     dir_a /= np.linalg.norm(dir_a) / np.sqrt(d_a)
     dir_v /= np.linalg.norm(dir_v) / np.sqrt(d_v)
+    dir_ta, dir_tv = (world.normal(size=d_t).astype(np.float32) for _ in range(2))
+    dir_ta /= np.linalg.norm(dir_ta) / np.sqrt(d_t)
+    dir_tv /= np.linalg.norm(dir_tv) / np.sqrt(d_t)
     samples = []
     for i in range(spec.n):
         a, v = rng.uniform(-1, 1, size=2)
@@ -54,8 +64,9 @@ def make_planted(spec: SyntheticSpec = SyntheticSpec(), name: str = "planted") -
                 x[on] += np.float32(latent) * direction
             return x
 
+        text_dir = np.float32(spec.text_signal) * (np.float32(a) * dir_ta + np.float32(v) * dir_tv)
         feats: dict[str, np.ndarray | None] = {
-            "text": seq(d_t, None, None),
+            "text": seq(d_t, 1.0, text_dir) if spec.text_signal > 0 else seq(d_t, None, None),
             "audio": seq(d_a, a, dir_a),
             "vision": seq(d_v, v, dir_v),
         }
@@ -77,7 +88,21 @@ def planted_splits(
     }
 
 
+SPEC_OPTIONS = ("noise", "signal_frames", "p_absent", "text_signal")
+
+
 def load_synthetic(arg: str) -> dict[str, Dataset]:
-    """``--data synthetic[:N_TRAIN]``: planted-signal splits (train N, valid and test N/4 each)."""
-    n = int(arg) if arg else 1200
-    return planted_splits(n_train=n, n_valid=max(n // 4, 16), n_test=max(n // 4, 16))
+    """``--data synthetic[:N_TRAIN[,KEY=VALUE...]]``: planted-signal splits (train N, valid and test N/4
+    each); KEY is one of ``SPEC_OPTIONS`` (e.g. ``synthetic:1200,text_signal=0.5``)."""
+    head, *opts = arg.split(",") if arg else [""]
+    try:
+        n = int(head) if head else 1200
+        kw = {k.strip(): float(v) for k, v in (o.split("=", 1) for o in opts)}
+    except ValueError:
+        raise InputError(
+            f"--data synthetic:{arg}: expected synthetic:N[,KEY=VALUE...], e.g. synthetic:1200,text_signal=0.5"
+        ) from None
+    unknown = sorted(set(kw) - set(SPEC_OPTIONS))
+    if unknown:
+        raise InputError(f"--data synthetic:{arg}: unknown option(s) {unknown}; known: {list(SPEC_OPTIONS)}")
+    return planted_splits(n_train=n, n_valid=max(n // 4, 16), n_test=max(n // 4, 16), **kw)
