@@ -49,6 +49,8 @@ class ModalityEncoder(nn.Module):
         d = cfg.d_model
         # Per-feature standardisation of the input, fitted on the training data (``training.input_norm``);
         # identity until then. Buffers, so they travel in the artifact and the exported graph.
+        self.in_mean: Tensor
+        self.in_std: Tensor
         self.register_buffer("in_mean", torch.zeros(d_in))
         self.register_buffer("in_std", torch.ones(d_in))
         self.proj = nn.Sequential(nn.Linear(d_in, d), nn.LayerNorm(d))
