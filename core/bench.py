@@ -1,4 +1,5 @@
-"""``fine bench model``: parameter counts and CPU forward latency of FINE (p50, p95) at MOSI dims.
+"""The torch half of ``fine bench model`` (the command lives in ``export.model_bench``): parameter
+counts and CPU forward latency of FINE (p50, p95) at MOSI dims.
 
 Batches use the MMSA MOSI feature dims (text 768, audio 5, vision 20) and aligned length 50 by default.
 With ``--text-encoder`` the text branch runs the packaged MiniLM on token ids (the encoder's cost
@@ -8,9 +9,7 @@ included) instead of pre-computed embeddings.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import sys
 import time
 from typing import Any
 
@@ -139,20 +138,3 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Torch eager only (``fine bench model`` itself lives in ``export.model_bench``, which adds the
-    onnxruntime rows)."""
-    args = parser().parse_args(argv)
-    try:
-        rows = run(args)
-    except Exception as exc:  # a benchmark prints one line, never a traceback
-        print(f"fine bench model: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        for r in rows:
-            print(json.dumps(r))
-    else:
-        print_table(rows, args)
-    return 0
