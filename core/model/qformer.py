@@ -3,8 +3,8 @@
 Each expert is a small Q-Former: L learnable query tokens that self-attend, cross-attend to the projected
 modality sequence (key padding applied) and pass an FFN, for ``num_blocks`` blocks. All experts of a
 modality run as one batched computation (weights carry a leading expert axis), and the cross-attention
-keys/values of the sequence are projected once per block and shared by the experts, which keeps long
-sequences cheap. A router (softmax over experts, fed by the masked mean of the sequence) mixes the
+keys/values of the sequence are projected once (all blocks in one GEMM) and shared by the experts, which
+keeps long sequences cheap. A router (softmax over experts, fed by the masked mean of the sequence) mixes the
 experts densely: no data-dependent control flow, so the graph exports cleanly.
 """
 
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.config import MoQConfig
-from core.model.layers import ExpertLayerNorm, ExpertLinear, masked_mean
+from core.model.layers import ExpertLayerNorm, ExpertLinear, masked_mean, normed_linear
 
 
 class QFormerBlock(nn.Module):
@@ -47,25 +47,25 @@ class QFormerBlock(nn.Module):
         self.ff2 = ExpertLinear(experts, ffn_mult * d, d)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, h: Tensor, kv_seq: Tensor, key_mask: Tensor) -> Tensor:
-        """h: (E, b or 1, q, d) queries; kv_seq: (b, t, d) normed sequence; key_mask: (b, 1, 1, t) True =
-        valid. Returns (E, b, q, d)."""
+    def forward(self, h: Tensor, kv: Tensor, key_mask: Tensor) -> Tensor:
+        """h: (E, b or 1, q, d) queries; kv: (2, b, H, t, dh) this block's keys and values of the
+        sequence (``kv_ca`` applied by the caller, see :meth:`MixtureOfQFormers.project_sequence`);
+        key_mask: (b, 1, 1, t) True = valid. Returns (E, b, q, d)."""
         e, hb, q, d = h.shape
-        b, t = kv_seq.shape[:2]
+        b = kv.shape[1]
         hh, dh = self.h, self.dh
         # self-attention among the q query tokens of each expert: (E·hb, H, q, dh)
-        qkv = self.qkv(self.norm_sa(h)).view(e * hb, q, 3, hh, dh).permute(2, 0, 3, 1, 4)
+        qkv = normed_linear(h, self.norm_sa, self.qkv).view(e * hb, q, 3, hh, dh).permute(2, 0, 3, 1, 4)
         att = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # (E·hb, H, q, dh)
         h = h + self.drop(self.out_sa(att.transpose(1, 2).reshape(e, hb, q, d)))
         # cross-attention: every expert's queries attend to the same projected sequence
-        kv = self.kv_ca(kv_seq).view(b, t, 2, hh, dh).permute(2, 0, 3, 1, 4)  # (2, b, H, t, dh)
-        qc = self.q_ca(self.norm_ca(h)).expand(e, b, q, d)
+        qc = normed_linear(h, self.norm_ca, self.q_ca).expand(e, b, q, d)
         qc = qc.reshape(e, b, q, hh, dh).permute(1, 3, 0, 2, 4).reshape(b, hh, e * q, dh)
         att = F.scaled_dot_product_attention(qc, kv[0], kv[1], attn_mask=key_mask)  # (b, H, E·q, dh)
         att = att.view(b, hh, e, q, dh).permute(2, 0, 3, 1, 4).reshape(e, b, q, d)
         h = h + self.drop(self.out_ca(att))  # broadcasts (E, 1, q, d) queries to (E, b, q, d)
         # feed-forward
-        return h + self.drop(self.ff2(self.drop(F.gelu(self.ff1(self.norm_ff(h))))))
+        return h + self.drop(self.ff2(self.drop(F.gelu(normed_linear(h, self.norm_ff, self.ff1)))))
 
 
 class MixtureOfQFormers(nn.Module):
@@ -83,6 +83,16 @@ class MixtureOfQFormers(nn.Module):
         self.out_norm = nn.LayerNorm(d)
         self.router = nn.Linear(d, self.experts) if self.experts > 1 else None
 
+    def project_sequence(self, kv_seq: Tensor) -> Tensor:
+        """Keys and values of every block from the normed sequence ``(b, t, d)`` in one GEMM (the blocks'
+        ``kv_ca`` maps side by side): ``(blocks, 2, b, H, t, dh)``."""
+        b, t, _ = kv_seq.shape
+        weight = torch.cat([blk.kv_ca.weight for blk in self.blocks])  # (blocks·2d, d)
+        bias = torch.cat([blk.kv_ca.bias for blk in self.blocks])
+        first = self.blocks[0]
+        kv = F.linear(kv_seq, weight, bias).view(b, t, len(self.blocks), 2, first.h, first.dh)
+        return kv.permute(2, 3, 0, 4, 1, 5)
+
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         b = x.shape[0]
         kv = self.seq_norm(x)
@@ -92,8 +102,8 @@ class MixtureOfQFormers(nn.Module):
         )  # (E, 1, q, d): the same for every sample until the first cross-attention
         if self.training:  # per-sample dropout masks in the first block, as with any other token
             h = h.expand(-1, b, -1, -1)
-        for block in self.blocks:
-            h = block(h, kv, key_mask)
+        for block, block_kv in zip(self.blocks, self.project_sequence(kv), strict=True):
+            h = block(h, block_kv, key_mask)
         h = self.out_norm(h)
         if self.router is None:
             gates = torch.ones(b, 1, dtype=x.dtype, device=x.device)

@@ -120,3 +120,49 @@ def test_config_rejects_unknown_keys_and_bad_values():
         FineConfig.from_dict({**data, "d_model": 30})
     with pytest.raises(ConfigError, match="input_dims"):
         FineConfig.from_dict({**data, "input_dims": {"text": 3}})
+
+
+# The inference graph computes a few things in a cheaper but equivalent form (fewer, larger kernels for
+# CPU latency, `fine bench model`). Each is checked against the plain composition of the same modules.
+
+
+@torch.no_grad()
+def test_folded_layer_norm_affine_equals_norm_then_linear():
+    from core.model.layers import ExpertLayerNorm, ExpertLinear, normed_linear
+
+    torch.manual_seed(0)
+    norm, lin = ExpertLayerNorm(3, 16), ExpertLinear(3, 16, 40)
+    norm.weight.normal_(1.0, 0.5)  # a trained, non-identity affine
+    norm.bias.normal_(0.0, 0.5)
+    x = torch.randn(3, 5, 4, 16) * 3 + 1
+    assert float((normed_linear(x, norm, lin) - lin(norm(x))).abs().max()) < 1e-5
+    one = torch.randn(3, 1, 4, 16)  # broadcast query layout of the first block
+    assert float((normed_linear(one, norm, lin) - lin(norm(one))).abs().max()) < 1e-5
+
+
+@torch.no_grad()
+def test_keys_and_values_of_all_blocks_in_one_gemm_equal_each_blocks_projection():
+    torch.manual_seed(0)
+    moq = FINE(small_config()).encoders["audio"].moq
+    seq = torch.randn(4, 9, 32)
+    kv = moq.project_sequence(seq)  # (blocks, 2, b, H, t, dh)
+    assert kv.shape == (2, 2, 4, 4, 9, 8)
+    for i, blk in enumerate(moq.blocks):
+        ref = blk.kv_ca(seq).view(4, 9, 2, 4, 8).permute(2, 0, 3, 1, 4)
+        assert float((kv[i] - ref).abs().max()) < 1e-6
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("layers", [1, 2])
+def test_fusion_last_layer_for_cls_rows_only_equals_the_full_encoder(layers):
+    from core.config import FusionConfig
+
+    torch.manual_seed(0)
+    fusion = FINE(small_config(fusion=FusionConfig(num_layers=layers, num_heads=4, dropout=0.0))).fusion
+    tokens = [torch.randn(5, 4, 32) for _ in MODALITIES]
+    seq = [
+        torch.cat([fusion.cls[i].expand(5, 1, -1), t], 1) + fusion.modality_emb[i]
+        for i, t in enumerate(tokens)
+    ]
+    full = fusion.norm(fusion.encoder(torch.cat(seq, 1)))[:, ::5]  # every token through every layer
+    assert float((fusion(tokens) - full).abs().max()) < 1e-5
