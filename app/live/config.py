@@ -37,7 +37,9 @@ class AsrConfig:
     between tentative transcriptions of the speech in progress (0 = none), once it is longer than
     tentative_after seconds. beam_size: Whisper's beam; ``None`` means 1 in real time (greedy decoding,
     about twice as fast: the end-of-utterance latency is mostly Whisper passes) and 5 in ``--fast``
-    replays (faster-whisper's default, what ``fine score`` uses, so the two agree).
+    replays (faster-whisper's default, what ``fine score`` uses, so the two agree). window: seconds of
+    audio Whisper's encoder sees per pass (the chunk and its context, padded); ``None`` means 10 in
+    real time (a pass costs about a third of a 30 s one) and Whisper's own 30 in ``--fast`` replays.
     """
 
     hop: float = 0.1
@@ -49,6 +51,7 @@ class AsrConfig:
     vad_threshold: float = 0.5
     context: float = 5.0
     beam_size: int | None = None
+    window: float | None = None
 
     def __post_init__(self) -> None:
         _check(0 < self.hop <= 2, f"asr.hop must be in (0, 2] seconds, got {self.hop}")
@@ -60,6 +63,10 @@ class AsrConfig:
         _check(0 < self.vad_threshold < 1, "asr.vad_threshold must be in (0, 1)")
         _check(0 <= self.context <= 25, f"asr.context must be in [0, 25] seconds, got {self.context}")
         _check(self.beam_size is None or 1 <= self.beam_size <= 10, "asr.beam_size must be in [1, 10]")
+        _check(
+            self.window is None or 8 <= self.window <= 30,
+            f"asr.window must be in [8, 30] seconds (shorter ones make Whisper repeat itself), got {self.window}",
+        )
 
 
 @dataclass(frozen=True)

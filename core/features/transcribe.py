@@ -8,6 +8,7 @@ network), a local CTranslate2 directory, or ``packaged:tiny.en`` (the Whisper ti
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,7 @@ class Transcriber:
         self.language = language
         self.cpu_threads = cpu_threads
         self._model: Any = None
+        self._lock = threading.Lock()  # one pass at a time: the encoder window is set per pass
 
     def _load(self) -> Any:
         if self._model is None:
@@ -51,9 +53,24 @@ class Transcriber:
                 raise MissingDependencyError(
                     "transcription needs faster-whisper: pip install 'fine-msa[asr]'"
                 ) from None
+
+            class _WindowedWhisper(WhisperModel):  # type: ignore[misc, valid-type]
+                """faster-whisper pads every pass to Whisper's 30 s window; the encoder's cost is that
+                window's, however short the audio. ``frames`` (set per pass) cuts the padded mel to
+                fewer frames; CTranslate2's encoder takes them (its positions are sliced)."""
+
+                frames: int | None = None
+
+                def encode(self, features: np.ndarray) -> Any:
+                    if self.frames is not None:
+                        features = features[..., : self.frames]
+                    return super().encode(features)
+
             path = resolve_whisper_model(self.model_name)
             log.info("loading Whisper model %s", path)
-            self._model = WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=self.cpu_threads)
+            self._model = _WindowedWhisper(
+                path, device="cpu", compute_type="int8", cpu_threads=self.cpu_threads
+            )
         return self._model
 
     def warm_up(self) -> None:
@@ -63,23 +80,56 @@ class Transcriber:
         segments, _ = model.transcribe(np.zeros(16000, dtype=np.float32), language=self.language or "en")
         list(segments)
 
-    def transcribe(self, audio: np.ndarray, beam_size: int = 5) -> Transcript:
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        beam_size: int = 5,
+        window: float | None = None,
+        vad_filter: bool = True,
+    ) -> Transcript:
         """16 kHz mono float32 -> transcript; empty text when nothing is said. ``beam_size`` 5 is
-        faster-whisper's default (batch scoring); 1 is greedy decoding, about twice as fast (live)."""
+        faster-whisper's default (batch scoring); 1 is greedy decoding, about twice as fast (live).
+
+        ``window``: seconds of encoder input for audio shorter than 30 s, at least the audio plus
+        :data:`WINDOW_MARGIN` (None: Whisper's 30 s, as trained). A 10 s window makes the pass about
+        3x faster on tiny.en with the same words on our clips; windows that leave Whisper less
+        than about 2 s of trailing silence made it repeat itself (see :func:`encoder_frames`).
+        ``vad_filter``: faster-whisper's own Silero pass (off when the caller already cut at pauses).
+        """
         model = self._load()
-        segments, info = model.transcribe(
-            np.asarray(audio, dtype=np.float32),
-            language=self.language,
-            word_timestamps=True,
-            vad_filter=True,
-            beam_size=beam_size,
-        )
-        words: list[Word] = []
-        texts = []
-        for seg in segments:
-            texts.append(seg.text.strip())
-            words.extend(
-                Word(w.word.strip(), float(w.start), float(w.end), float(w.probability))
-                for w in seg.words or ()
-            )
+        x = np.asarray(audio, dtype=np.float32)
+        with self._lock:
+            model.frames = encoder_frames(x.size / 16000, window)
+            try:
+                segments, info = model.transcribe(
+                    x,
+                    language=self.language,
+                    word_timestamps=True,
+                    vad_filter=vad_filter,
+                    beam_size=beam_size,
+                )
+                words: list[Word] = []
+                texts = []
+                for seg in segments:  # a generator: the passes run here
+                    texts.append(seg.text.strip())
+                    words.extend(
+                        Word(w.word.strip(), float(w.start), float(w.end), float(w.probability))
+                        for w in seg.words or ()
+                    )
+            finally:
+                model.frames = None
         return Transcript(text=" ".join(t for t in texts if t), words=words, language=info.language)
+
+
+WHISPER_WINDOW = 30.0  # seconds of audio one Whisper encoder pass sees (3000 mel frames)
+WINDOW_MARGIN = 2.0  # seconds of padding a shortened window keeps after the audio
+
+
+def encoder_frames(seconds: float, window: float | None) -> int | None:
+    """Mel frames (100 per second, even: the encoder's stride-2 conv) of the encoder input for
+    ``seconds`` of audio: ``window`` seconds, or the audio plus :data:`WINDOW_MARGIN` when that is
+    longer; None (Whisper's 30 s) when ``window`` is None or the result would not be shorter."""
+    if window is None:
+        return None
+    frames = 2 * int(np.ceil(50 * max(window, seconds + WINDOW_MARGIN)))
+    return frames if frames < 100 * WHISPER_WINDOW else None
