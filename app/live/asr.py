@@ -59,10 +59,9 @@ class StreamingASR:
         tentative: bool = True,
         beam_size: int = 5,
         window: float | None = None,
-        vad_filter: bool = True,
     ) -> None:
         self.transcriber, self.config, self.sample_rate = transcriber, config, sample_rate
-        self.beam_size, self.window, self.vad_filter = beam_size, window, vad_filter
+        self.beam_size, self.window = beam_size, window
         self.segmenter = UtteranceSegmenter(segment)
         self.segment = segment
         self.tentative = tentative and config.tentative_every > 0
@@ -107,9 +106,7 @@ class StreamingASR:
         start = max(0, self.region - int(self.config.context * sr))
         audio = buffer.read(start, end)
         start = end - audio.size  # what the buffer still had
-        tr = self.transcriber.transcribe(
-            self._to16k(audio), beam_size=self.beam_size, window=self.window, vad_filter=self.vad_filter
-        )
+        tr = self.transcriber.transcribe(self._to16k(audio), beam_size=self.beam_size, window=self.window)
         offset, region_t = start / sr, self.region / sr
         words = [Word(w.word, w.start + offset, w.end + offset, w.probability) for w in tr.words]
         words = [w for w in words if 0.5 * (w.start + w.end) >= region_t]

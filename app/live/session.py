@@ -120,8 +120,7 @@ class LiveSession:
         self.clock = SessionClock(cfg.realtime)
         self.sample_rate = scorer.sample_rate
         self.transcriber = transcriber or Transcriber(cfg.whisper_model, cfg.language, cfg.asr_threads)
-        # real time: greedy passes over a 10 s window without faster-whisper's own VAD (the chunks are
-        # VAD cuts already); --fast: what `fine score` does, so the two agree
+        # real time: greedy passes over a 10 s encoder window; --fast: what `fine score` does
         beam = cfg.asr.beam_size or (1 if cfg.realtime else 5)
         window = cfg.asr.window or (10.0 if cfg.realtime else None)
         self.asr = StreamingASR(
@@ -132,7 +131,6 @@ class LiveSession:
             cfg.realtime,
             beam,
             window,
-            vad_filter=not cfg.realtime,
         )
         self.audio_buffer = AudioBuffer(self.sample_rate, cfg.audio_buffer, block=not cfg.realtime)
         self.vision_track = VisionTrack()

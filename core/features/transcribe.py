@@ -85,7 +85,6 @@ class Transcriber:
         audio: np.ndarray,
         beam_size: int = 5,
         window: float | None = None,
-        vad_filter: bool = True,
     ) -> Transcript:
         """16 kHz mono float32 -> transcript; empty text when nothing is said. ``beam_size`` 5 is
         faster-whisper's default (batch scoring); 1 is greedy decoding, about twice as fast (live).
@@ -94,7 +93,6 @@ class Transcriber:
         :data:`WINDOW_MARGIN` (None: Whisper's 30 s, as trained). A 10 s window makes the pass about
         3x faster on tiny.en with the same words on our clips; windows that leave Whisper less
         than about 2 s of trailing silence made it repeat itself (see :func:`encoder_frames`).
-        ``vad_filter``: faster-whisper's own Silero pass (off when the caller already cut at pauses).
         """
         model = self._load()
         x = np.asarray(audio, dtype=np.float32)
@@ -105,7 +103,7 @@ class Transcriber:
                     x,
                     language=self.language,
                     word_timestamps=True,
-                    vad_filter=vad_filter,
+                    vad_filter=True,
                     beam_size=beam_size,
                 )
                 words: list[Word] = []
