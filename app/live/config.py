@@ -33,6 +33,8 @@ class AsrConfig:
     """Streaming ASR: Silero VAD cuts the audio at pauses; each cut chunk is transcribed once.
 
     hop: seconds of new audio between VAD looks. cut_pause: silence after speech that ends a chunk.
+    prefetch_pause: silence after speech that starts the chunk's final Whisper pass in real time,
+    before ``cut_pause`` is reached (the commit reuses its words; speech that goes on wastes a pass).
     max_chunk: a chunk longer than this is cut at its last pause (or forced). tentative_every: seconds
     between tentative transcriptions of the speech in progress (0 = none), once it is longer than
     tentative_after seconds. beam_size: Whisper's beam; ``None`` means 1 in real time (greedy decoding,
@@ -44,6 +46,7 @@ class AsrConfig:
 
     hop: float = 0.1
     cut_pause: float = 0.25
+    prefetch_pause: float = 0.15
     pad: float = 0.1
     max_chunk: float = 12.0
     tentative_every: float = 1.5
@@ -57,6 +60,10 @@ class AsrConfig:
         _check(0 < self.hop <= 2, f"asr.hop must be in (0, 2] seconds, got {self.hop}")
         _check(0.1 <= self.cut_pause <= 5, f"asr.cut_pause must be in [0.1, 5] s, got {self.cut_pause}")
         _check(0 <= self.pad < self.cut_pause, "asr.pad must be in [0, cut_pause)")
+        _check(
+            self.pad < self.prefetch_pause <= self.cut_pause,
+            "asr.prefetch_pause must be in (pad, cut_pause]: the pass must hear the padded speech",
+        )
         _check(self.max_chunk >= 2, f"asr.max_chunk must be >= 2 seconds, got {self.max_chunk}")
         _check(self.tentative_every >= 0, "asr.tentative_every must be >= 0")
         _check(self.tentative_after >= 0, "asr.tentative_after must be >= 0")
