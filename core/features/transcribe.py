@@ -91,32 +91,61 @@ class Transcriber:
 
         ``window``: seconds of encoder input for audio shorter than 30 s, at least the audio plus
         :data:`WINDOW_MARGIN` (None: Whisper's 30 s, as trained). A 10 s window makes the pass about
-        3x faster on tiny.en with the same words on our clips; windows that leave Whisper less
-        than about 2 s of trailing silence made it repeat itself (see :func:`encoder_frames`).
+        3x faster on tiny.en with the same words on our clips, but Whisper was trained on 30 s and
+        now and then loops ("Good. Good. Good. ..."). So a windowed pass decodes once (no
+        temperature fallback) with a token budget, and is redone the usual way on a 30 s window
+        whenever faster-whisper's own fallback criteria say it went wrong (:func:`degenerate`).
         """
         model = self._load()
         x = np.asarray(audio, dtype=np.float32)
+        seconds = x.size / 16000
         with self._lock:
-            model.frames = encoder_frames(x.size / 16000, window)
-            try:
-                segments, info = model.transcribe(
-                    x,
-                    language=self.language,
-                    word_timestamps=True,
-                    vad_filter=True,
-                    beam_size=beam_size,
-                )
-                words: list[Word] = []
-                texts = []
-                for seg in segments:  # a generator: the passes run here
-                    texts.append(seg.text.strip())
-                    words.extend(
-                        Word(w.word.strip(), float(w.start), float(w.end), float(w.probability))
-                        for w in seg.words or ()
-                    )
-            finally:
-                model.frames = None
-        return Transcript(text=" ".join(t for t in texts if t), words=words, language=info.language)
+            frames = encoder_frames(seconds, window)
+            if frames is not None:
+                budget = min(MAX_NEW_TOKENS, int(TOKENS_PER_SECOND * seconds) + 24)
+                tr, segs = self._run(model, x, beam_size, frames, temperature=0.0, max_new_tokens=budget)
+                if not degenerate(segs, budget):
+                    return tr
+                log.info("a %.0f s window pass looked degenerate; redoing it on 30 s", frames / 100)
+            return self._run(model, x, beam_size, None)[0]
+
+    def _run(
+        self, model: Any, x: np.ndarray, beam_size: int, frames: int | None, **options: Any
+    ) -> tuple[Transcript, list[Any]]:
+        model.frames = frames
+        try:
+            segments, info = model.transcribe(
+                x,
+                language=self.language,
+                word_timestamps=True,
+                vad_filter=True,
+                beam_size=beam_size,
+                **options,
+            )
+            segs = list(segments)  # a generator: the passes run here
+        finally:
+            model.frames = None
+        words = [
+            Word(w.word.strip(), float(w.start), float(w.end), float(w.probability))
+            for seg in segs
+            for w in seg.words or ()
+        ]
+        text = " ".join(t for t in (seg.text.strip() for seg in segs) if t)
+        return Transcript(text=text, words=words, language=info.language), segs
+
+
+MAX_NEW_TOKENS = 200  # Whisper's 448 tokens less its longest prompt (223 previous-text tokens + SOT)
+TOKENS_PER_SECOND = 10  # a token budget per second of audio (speech runs at about 3-5)
+
+
+def degenerate(segments: list[Any], budget: int) -> bool:
+    """A pass faster-whisper would have redone (at a higher temperature): too repetitive (compression
+    ratio > 2.4) or unlikely (mean log-probability < -1), or one that ran out of its token budget."""
+    tokens: dict[int, int] = {}  # per decode (segments of one decode share its seek)
+    for s in segments:
+        tokens[s.seek] = tokens.get(s.seek, 0) + len(s.tokens)
+    bad = any(s.compression_ratio > 2.4 or s.avg_logprob < -1.0 for s in segments)
+    return bad or any(n >= budget - 2 for n in tokens.values())
 
 
 WHISPER_WINDOW = 30.0  # seconds of audio one Whisper encoder pass sees (3000 mel frames)

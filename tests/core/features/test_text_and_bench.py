@@ -51,6 +51,26 @@ def test_encoder_frames() -> None:
     assert encoder_frames(29.0, 10.0) is None  # not shorter than 30 s: unchanged
 
 
+def test_degenerate_passes_are_redone() -> None:
+    import zlib
+    from types import SimpleNamespace
+
+    from core.features.transcribe import degenerate
+
+    def seg(text: str, seek: int = 0, logprob: float = -0.3) -> SimpleNamespace:
+        b = text.encode()
+        ratio = len(b) / len(zlib.compress(b))  # faster-whisper's compression ratio
+        return SimpleNamespace(
+            seek=seek, tokens=[0] * len(text.split()), compression_ratio=ratio, avg_logprob=logprob
+        )
+
+    assert not degenerate([seg("I am so disappointed.")], 60)
+    assert degenerate([seg("Good. " * 40)], 200)  # a loop: far too repetitive
+    assert degenerate([seg("I am so disappointed.", logprob=-1.4)], 60)  # unlikely
+    assert degenerate([seg("one two three four five"), seg("six seven eight nine ten")], 10)  # out of budget
+    assert not degenerate([seg("one two three four five"), seg("six seven", seek=300)], 10)  # two decodes
+
+
 def test_short_encoder_window_gives_the_same_words(samples_dir: Path) -> None:
     """A 10 s encoder window (live ASR) and Whisper's 30 s one hear the same sentence the same way."""
     pytest.importorskip("faster_whisper")
