@@ -40,8 +40,9 @@ class AsrConfig:
     tentative_after seconds. beam_size: Whisper's beam; ``None`` means 1 in real time (greedy decoding,
     about twice as fast: the end-of-utterance latency is mostly Whisper passes) and 5 in ``--fast``
     replays (faster-whisper's default, what ``fine score`` uses, so the two agree). window: seconds of
-    audio Whisper's encoder sees per pass (the chunk and its context, padded); ``None`` means 10 in
-    real time (a pass costs about a third of a 30 s one) and Whisper's own 30 in ``--fast`` replays.
+    audio Whisper's encoder sees per pass (the chunk and its context, padded); ``None`` means 15 in
+    real time (a pass costs about 40% of a 30 s one; 10 s was cheaper still but misheard more words
+    when the 5 s of context began mid-sentence) and Whisper's own 30 in ``--fast`` replays.
     """
 
     hop: float = 0.1

@@ -120,9 +120,9 @@ class LiveSession:
         self.clock = SessionClock(cfg.realtime)
         self.sample_rate = scorer.sample_rate
         self.transcriber = transcriber or Transcriber(cfg.whisper_model, cfg.language, cfg.asr_threads)
-        # real time: greedy passes over a 10 s encoder window; --fast: what `fine score` does
+        # real time: greedy passes over a 15 s encoder window; --fast: what `fine score` does
         beam = cfg.asr.beam_size or (1 if cfg.realtime else 5)
-        window = cfg.asr.window or (10.0 if cfg.realtime else None)
+        window = cfg.asr.window or (15.0 if cfg.realtime else None)
         self.asr = StreamingASR(
             self.transcriber,
             cfg.asr,

@@ -90,9 +90,9 @@ class Transcriber:
         faster-whisper's default (batch scoring); 1 is greedy decoding, about twice as fast (live).
 
         ``window``: seconds of encoder input for audio shorter than 30 s, at least the audio plus
-        :data:`WINDOW_MARGIN` (None: Whisper's 30 s, as trained). A 10 s window makes the pass about
-        3x faster on tiny.en with the same words on our clips, but Whisper was trained on 30 s and
-        now and then loops ("Good. Good. Good. ..."). So a windowed pass decodes once (no
+        :data:`WINDOW_MARGIN` (None: Whisper's 30 s, as trained). A 10-15 s window makes a pass 2.5-3x
+        faster on tiny.en, with the same words on most of our clips (not all: Whisper was trained on
+        30 s, hears a little worse on a short window, and now and then loops ("Good. Good. Good. ..."). So a windowed pass decodes once (no
         temperature fallback) with a token budget, and is redone the usual way on a 30 s window
         whenever faster-whisper's own fallback criteria say it went wrong (:func:`degenerate`).
         """
