@@ -58,9 +58,10 @@ class StreamingASR:
         sample_rate: int = ASR_RATE,
         tentative: bool = True,
         beam_size: int = 5,
+        window: float | None = None,
     ) -> None:
         self.transcriber, self.config, self.sample_rate = transcriber, config, sample_rate
-        self.beam_size = beam_size
+        self.beam_size, self.window = beam_size, window
         self.segmenter = UtteranceSegmenter(segment)
         self.segment = segment
         self.tentative = tentative and config.tentative_every > 0
@@ -69,10 +70,12 @@ class StreamingASR:
         self._hypothesis: list[Word] = []  # words of the last tentative pass
         self._hyp_end = 0  # sample up to which that pass heard the audio
         VadOptions, self._speech = _vad()
+        # the VAD ends a span after `prefetch_pause` of silence (the final pass may start then);
+        # pauses shorter than `cut_pause` are merged back (speech_spans), padding is added there
         self._vad_options = VadOptions(
             threshold=config.vad_threshold,
-            min_silence_duration_ms=int(config.cut_pause * 1000),
-            speech_pad_ms=int(config.pad * 1000),
+            min_silence_duration_ms=int(config.prefetch_pause * 1000),
+            speech_pad_ms=0,
             min_speech_duration_ms=150,
         )
 
@@ -90,12 +93,33 @@ class StreamingASR:
         return np.interp(np.linspace(0, x.size - 1, n), np.arange(x.size), x).astype(np.float32)
 
     def speech_spans(self, audio: np.ndarray) -> list[tuple[int, int]]:
-        """Speech spans in samples of ``audio`` (at the stream's rate)."""
-        x = self._to16k(audio)
-        scale = self.sample_rate / ASR_RATE
-        return [
-            (round(s["start"] * scale), round(s["end"] * scale)) for s in self._speech(x, self._vad_options)
+        """Speech spans in samples of ``audio`` (at the stream's rate): separated by pauses of at
+        least ``cut_pause``, each widened by ``pad`` on both sides (up to the middle of the pause)."""
+        return self._spans(audio)[0]
+
+    def _spans(self, audio: np.ndarray) -> tuple[list[tuple[int, int]], bool]:
+        """:meth:`speech_spans`, and whether the speech stopped: the last span was followed by at least
+        ``prefetch_pause`` of silence (before that, the VAD lets it run to the end of ``audio``)."""
+        sr, cfg = self.sample_rate, self.config
+        scale = sr / ASR_RATE
+        raw = [
+            (round(s["start"] * scale), round(s["end"] * scale))
+            for s in self._speech(self._to16k(audio), self._vad_options)
         ]
+        merged: list[tuple[int, int]] = []
+        for a, b in raw:
+            if merged and a - merged[-1][1] < cfg.cut_pause * sr:
+                merged[-1] = (merged[-1][0], b)
+            else:
+                merged.append((a, b))
+        stopped = bool(merged) and merged[-1][1] < audio.size
+        pad = int(cfg.pad * sr)
+        spans = []
+        for i, (a, b) in enumerate(merged):
+            lo = (merged[i - 1][1] + a) // 2 if i else 0
+            hi = (b + merged[i + 1][0]) // 2 if i + 1 < len(merged) else audio.size
+            spans.append((max(lo, a - pad), min(hi, b + pad)))
+        return spans, stopped
 
     def _transcribe_from(self, buffer: AudioBuffer, end: int) -> tuple[list[Word], str]:
         """Words of the audio from the region start to ``end``. Whisper also hears up to ``context``
@@ -105,7 +129,7 @@ class StreamingASR:
         start = max(0, self.region - int(self.config.context * sr))
         audio = buffer.read(start, end)
         start = end - audio.size  # what the buffer still had
-        tr = self.transcriber.transcribe(self._to16k(audio), beam_size=self.beam_size)
+        tr = self.transcriber.transcribe(self._to16k(audio), beam_size=self.beam_size, window=self.window)
         offset, region_t = start / sr, self.region / sr
         words = [Word(w.word, w.start + offset, w.end + offset, w.probability) for w in tr.words]
         words = [w for w in words if 0.5 * (w.start + w.end) >= region_t]
@@ -140,7 +164,7 @@ class StreamingASR:
         pending = buffer.read(self.region, head)
         if pending.size < int(0.25 * sr):
             return update
-        spans = self.speech_spans(pending)
+        spans, stopped = self._spans(pending)
         start_t = self.region / sr
         if not spans:
             keep = int(0.5 * sr)  # a word may be starting in the last half second
@@ -161,7 +185,7 @@ class StreamingASR:
             self._commit(buffer, cut, update)
             next_speech = self.region / sr
         elif self._tentative_due(buffer, head, pending.size - spans[0][0]) or self._prefetch_due(
-            spans[-1][1], silence
+            spans[-1][1], stopped
         ):
             self._tentative_pass(buffer, pending, start_t, update)
         self._flush_if_paused(head / sr, next_speech, update)
@@ -180,10 +204,12 @@ class StreamingASR:
         # one pass per `tentative_every` seconds of new audio: behind the clock, passes do not pile up
         return head - self._hyp_end >= int(cfg.tentative_every * sr)
 
-    def _prefetch_due(self, speech_end: int, silence: int) -> bool:
-        """The speech just stopped and the last tentative pass did not hear all of it: transcribe now,
-        while the pause that commits it is still being waited for (the commit then reuses the words)."""
-        if not self.tentative or silence < int(0.1 * self.sample_rate):
+    def _prefetch_due(self, speech_end: int, stopped: bool) -> bool:
+        """The speech stopped (``prefetch_pause`` of silence) and the last tentative pass did not hear
+        all of it: transcribe now, while the pause that commits it (``cut_pause``) is still being
+        waited for; the commit then reuses these words instead of a pass of its own. If the speaker
+        goes on, the pass was just one more tentative pass."""
+        if not self.tentative or not stopped:
             return False
         return not (self._hypothesis and self._hyp_end >= self.region + speech_end)
 

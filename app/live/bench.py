@@ -62,8 +62,13 @@ def _replay(scorer: Any, transcriber: Any, path: Path, config: Any) -> dict[str,
     return {
         "file": str(path),
         "utterances": [
-            {"end": round(r.end, 3), "latency": round(r.latency, 3), "asr": round(r.asr_at - r.end, 3)}
-            for r in session.latencies
+            {
+                "end": round(r.end, 3),
+                "latency": round(r.latency, 3),
+                "asr": round(r.asr_at - r.end, 3),
+                "text": row.text,
+            }
+            for r, row in zip(session.latencies, session.rows)
         ],
         "preview_fps": session.preview_meter.count / max(video_seconds, 1e-6),
         "vision_fps": session.vision_meter.count / max(video_seconds, 1e-6),
@@ -73,6 +78,14 @@ def _replay(scorer: Any, transcriber: Any, path: Path, config: Any) -> dict[str,
         "wall_s": wall,
         "cpu_cores": cpu / max(wall, 1e-6),
     }
+
+
+def _quantile(xs: list[float], q: float) -> float:
+    """Linear-interpolated quantile (numpy's default) of a non-empty list."""
+    s = sorted(xs)
+    i = q * (len(s) - 1)
+    lo = int(i)
+    return s[lo] + (s[min(lo + 1, len(s) - 1)] - s[lo]) * (i - lo)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         "loadavg_after": load1,
         "utterances": len(lat),
         "latency_median_s": statistics.median(lat) if lat else None,
+        "latency_p90_s": _quantile(lat, 0.9) if lat else None,
         "latency_max_s": max(lat) if lat else None,
         "asr_commit_median_s": statistics.median(asr) if asr else None,
         "preview_fps": statistics.mean(r["preview_fps"] for r in runs),
@@ -125,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if lat:
         print(
-            f"latency median {summary['latency_median_s']:.2f} s, max {summary['latency_max_s']:.2f} s "
+            f"latency median {summary['latency_median_s']:.2f} s, p90 {summary['latency_p90_s']:.2f} s, "
+            f"max {summary['latency_max_s']:.2f} s "
             f"({len(lat)} utterances; ASR commit median {summary['asr_commit_median_s']:.2f} s)"
         )
     if args.json is not None:

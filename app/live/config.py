@@ -33,15 +33,21 @@ class AsrConfig:
     """Streaming ASR: Silero VAD cuts the audio at pauses; each cut chunk is transcribed once.
 
     hop: seconds of new audio between VAD looks. cut_pause: silence after speech that ends a chunk.
+    prefetch_pause: silence after speech that starts the chunk's final Whisper pass in real time,
+    before ``cut_pause`` is reached (the commit reuses its words; speech that goes on wastes a pass).
     max_chunk: a chunk longer than this is cut at its last pause (or forced). tentative_every: seconds
     between tentative transcriptions of the speech in progress (0 = none), once it is longer than
     tentative_after seconds. beam_size: Whisper's beam; ``None`` means 1 in real time (greedy decoding,
     about twice as fast: the end-of-utterance latency is mostly Whisper passes) and 5 in ``--fast``
-    replays (faster-whisper's default, what ``fine score`` uses, so the two agree).
+    replays (faster-whisper's default, what ``fine score`` uses, so the two agree). window: seconds of
+    audio Whisper's encoder sees per pass (the chunk and its context, padded); ``None`` means 15 in
+    real time (a pass costs about 40% of a 30 s one; 10 s was cheaper still but misheard more words
+    when the 5 s of context began mid-sentence) and Whisper's own 30 in ``--fast`` replays.
     """
 
     hop: float = 0.1
     cut_pause: float = 0.25
+    prefetch_pause: float = 0.15
     pad: float = 0.1
     max_chunk: float = 12.0
     tentative_every: float = 1.5
@@ -49,17 +55,26 @@ class AsrConfig:
     vad_threshold: float = 0.5
     context: float = 5.0
     beam_size: int | None = None
+    window: float | None = None
 
     def __post_init__(self) -> None:
         _check(0 < self.hop <= 2, f"asr.hop must be in (0, 2] seconds, got {self.hop}")
         _check(0.1 <= self.cut_pause <= 5, f"asr.cut_pause must be in [0.1, 5] s, got {self.cut_pause}")
         _check(0 <= self.pad < self.cut_pause, "asr.pad must be in [0, cut_pause)")
+        _check(
+            self.pad < self.prefetch_pause <= self.cut_pause,
+            "asr.prefetch_pause must be in (pad, cut_pause]: the pass must hear the padded speech",
+        )
         _check(self.max_chunk >= 2, f"asr.max_chunk must be >= 2 seconds, got {self.max_chunk}")
         _check(self.tentative_every >= 0, "asr.tentative_every must be >= 0")
         _check(self.tentative_after >= 0, "asr.tentative_after must be >= 0")
         _check(0 < self.vad_threshold < 1, "asr.vad_threshold must be in (0, 1)")
         _check(0 <= self.context <= 25, f"asr.context must be in [0, 25] seconds, got {self.context}")
         _check(self.beam_size is None or 1 <= self.beam_size <= 10, "asr.beam_size must be in [1, 10]")
+        _check(
+            self.window is None or 8 <= self.window <= 30,
+            f"asr.window must be in [8, 30] seconds (shorter ones make Whisper repeat itself), got {self.window}",
+        )
 
 
 @dataclass(frozen=True)

