@@ -269,7 +269,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--modality-dropout", type=float, help="per-sample probability of dropping each modality")
     g.add_argument("--frame-dropout", type=float, help="max per-sample rate of dropped frames/tokens")
     g.add_argument("--frame-fill", choices=FRAME_FILLS, help="dropped audio/vision frames: zeroed or masked")
-    g.add_argument("--text-fill", choices=TEXT_FILLS, help="dropped text tokens: [UNK] (default) or masked out")
+    g.add_argument(
+        "--text-fill", choices=TEXT_FILLS, help="dropped text tokens: [UNK] (default) or masked out"
+    )
     g.add_argument("--distill", choices=("off", *DISTILL_KINDS), help="self-distillation: off, mse or kl")
     g.add_argument("--distill-direction", choices=DIRECTIONS, help="teacher->student only, or both")
 

@@ -208,7 +208,11 @@ def tiny_bert_with_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (path / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
     transformers.BertTokenizer(str(path / "vocab.txt")).save_pretrained(path)
     cfg = transformers.BertConfig(
-        vocab_size=len(VOCAB), hidden_size=24, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+        vocab_size=len(VOCAB),
+        hidden_size=24,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
     )
     torch.manual_seed(0)
     transformers.BertModel(cfg).save_pretrained(path)
