@@ -208,6 +208,16 @@ def cache_text_embeddings(splits: dict[str, Dataset], encoder: torch.nn.Module, 
                 s.features["text"] = h[i, : int(b.masks["text"][i].sum())].copy()
 
 
+def _embedded_copy(data: Dataset, encoder: torch.nn.Module) -> Dataset:
+    """A copy of ``data`` (token ids) whose text is the frozen encoder's token embeddings."""
+    from dataclasses import replace
+
+    samples = [replace(s, features=dict(s.features)) for s in data.samples]
+    copy = Dataset(data.name, samples, data.feature_dims, data.label_range, data.feature_profile)
+    cache_text_embeddings({"copy": copy}, encoder)
+    return copy
+
+
 def grouped_folds(samples: list[Sample], k: int) -> list[list[int]]:
     """Indices of ``k`` folds; whole groups (videos) per fold, balanced by size, deterministic."""
     groups: dict[str, list[int]] = {}
@@ -263,7 +273,7 @@ def _final_model(
     args: argparse.Namespace, cfg: Any, model: torch.nn.Module, enc_cfg: TextEncoderConfig, encoder: Any
 ) -> tuple[Any, torch.nn.Module]:
     """The artifact model: with the (frozen, cached during training) text encoder put back inside."""
-    if not enc_cfg.source or encoder is None:
+    if not enc_cfg.source or encoder is None or getattr(model, "text_encoder", None) is not None:
         return cfg, model
     from dataclasses import replace
 
@@ -287,13 +297,20 @@ def robust_config(args: argparse.Namespace) -> robust.RobustConfig:
     return robust.config_from_args(args, _read_json(path, "--robust-config"))
 
 
+def _text_in_graph(args: argparse.Namespace, cfg: robust.RobustConfig) -> bool:
+    """A frozen text encoder runs inside the training graph (on token ids) instead of serving cached
+    embeddings: when training corrupts text tokens, so the corrupted pass sees what the evaluation
+    protocol feeds the artifact ([UNK] or masked ids through the encoder)."""
+    return bool(args.text_encoder) and not args.finetune_text and cfg.corrupts_text_ids
+
+
 def _robust_training(
     args: argparse.Namespace, cfg: robust.RobustConfig, enc_cfg: TextEncoderConfig
 ) -> robust.RobustTraining | None:
     if not cfg.enabled:
         return None
     unk_id = None
-    if args.finetune_text and enc_cfg.source:  # text is token ids during training: drop -> [UNK]
+    if enc_cfg.source and (args.finetune_text or _text_in_graph(args, cfg)):  # token ids: drop -> [UNK]
         from core.text_encoder import load_tokenizer
 
         unk_id = int(load_tokenizer(enc_cfg).unk_token_id)
@@ -355,14 +372,21 @@ def train_one(
             )
     else:
         cfg, model, loss = _model_and_loss(args, train, train_enc)
-    fit_input_norm(model, train)  # standardise input features (a no-op for MMIM and token ids)
+    in_graph = enc_cfg.source is not None and encoder is not None and _text_in_graph(args, rob_cfg)
+    if in_graph:
+        # text is token ids; the text standardisation is fitted on the frozen encoder's embeddings,
+        # exactly as on the cached ones, and the encoder goes into the training graph
+        fit_input_norm(model, _embedded_copy(train, encoder))
+        cfg, model = _final_model(args, cfg, model, enc_cfg, encoder)
+    else:
+        fit_input_norm(model, train)  # standardise input features (a no-op for MMIM and token ids)
     resolved = {
         "command": "fine train",
         "data": args.data,
         "model_kind": args.model,
         "model": cfg.to_dict(),
         "text_encoder": enc_cfg.__dict__,
-        "text_cached": bool(enc_cfg.source and not args.finetune_text),
+        "text_cached": bool(enc_cfg.source and not args.finetune_text and not in_graph),
         "loss": loss.cfg.__dict__ if not hasattr(loss.cfg, "to_dict") else loss.cfg.to_dict(),
         "train": train_cfg.__dict__,
         "robust": rob_cfg.to_dict(),
@@ -479,9 +503,12 @@ def prepare(args: argparse.Namespace) -> tuple[dict[str, Dataset], TextEncoderCo
                 TextEncoderConfig(source=args.text_encoder, finetune=False, max_length=args.max_text_len)
             )
             tokenize_splits(splits, enc_cfg, encoder.hidden_size)
-            t0 = time.perf_counter()
-            cache_text_embeddings(splits, encoder)
-            log.info("cached frozen text embeddings in %.1f s", time.perf_counter() - t0)
+            if _text_in_graph(args, robust_config(args)):
+                log.info("frame dropout on: the frozen text encoder runs in the training graph (no cache)")
+            else:
+                t0 = time.perf_counter()
+                cache_text_embeddings(splits, encoder)
+                log.info("cached frozen text embeddings in %.1f s", time.perf_counter() - t0)
     return splits, enc_cfg, encoder
 
 

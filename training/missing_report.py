@@ -4,7 +4,8 @@
 
 Each ``NAME=DIR[,DIR...]`` is one variant; several folders (e.g. one per training seed) are averaged.
 Writes ``DIR/compare.png`` (metric vs missing rate, one line per variant) and ``DIR/compare.md`` (the
-areas under the curve, complete-input values, and the six-condition table per variant), atomically.
+areas under the curve, complete-input values, the retention AUC / complete (and the MAE rise AUC − complete),
+and the six-condition table per variant), atomically.
 """
 
 from __future__ import annotations
@@ -73,6 +74,22 @@ def markdown(variants: dict[str, dict[str, Any]], metrics: tuple[str, ...]) -> s
             ]
         full = [_fmt(k, v["modality"][-1][k]) for k in metrics]
         lines.append(f"| {n} | {v['runs']} | " + " | ".join(auc) + " | " + " | ".join(full) + " |")
+    lines.append("")
+    # how much of its complete-input performance a variant keeps over the frame-missing curve
+    up = [k for k in metrics if k != "MAE"]
+    lines.append(
+        "| variant | "
+        + " | ".join(f"retention {k} (AUC / complete)" for k in up)
+        + (" | MAE rise (AUC − complete) |" if "MAE" in metrics else " |")
+    )
+    lines.append("|---" * (1 + len(up) + ("MAE" in metrics)) + "|")
+    for n in names:
+        v = variants[n]
+        full = v["modality"][-1]
+        cells = [f"{v['auc'][k] / full[k]:.3f}" if full[k] else "–" for k in up]
+        if "MAE" in metrics:
+            cells.append(f"{v['auc']['MAE'] - full['MAE']:+.3f}")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
     lines.append("")
     conds = [r["condition"] for r in variants[names[0]]["modality"]]
     for k in metrics:

@@ -9,7 +9,11 @@ Three switches, all off by default (then training is exactly the plain FINE trai
   dropped with probability ρ, the same operation as the random frame-missing evaluation protocol
   (:func:`drop_frames`): audio/vision frames are zeroed within their length (``frame_fill="zero"``,
   the protocol's convention) or masked out (``"mask"``); text token ids become ``[UNK]`` (the first
-  and last token, [CLS]/[SEP], are kept); pre-computed text embeddings are masked out.
+  and last token, [CLS]/[SEP], are kept) or are masked out (``text_fill="mask"``, lost words); pre-computed
+  text embeddings are masked out. With a frozen text encoder, ``fine train`` keeps the encoder in the
+  training graph (instead of caching its embeddings) whenever ``frame_dropout > 0``, so the corrupted pass
+  runs the encoder on the corrupted token ids exactly as ``fine evaluate --missing`` does; masking a
+  cached contextual embedding is not the same input (the other tokens' embeddings still saw the word).
 - ``distill``: FSRF-style self-distillation. Each step runs the model twice: a *teacher* pass on the
   complete batch, which carries the whole FINE loss, and a *student* pass on the corrupted batch, which
   carries ``student_weight · MSE(score, label)`` plus the distillation terms ``distill_weight ·
@@ -47,6 +51,7 @@ from core.config import MODALITIES, ConfigError, from_dict, to_dict
 log = logging.getLogger(__name__)
 
 FRAME_FILLS = ("zero", "mask")
+TEXT_FILLS = ("unk", "mask")
 DISTILL_KINDS = ("mse", "kl")
 DIRECTIONS = ("teacher", "both")
 
@@ -63,6 +68,7 @@ class RobustConfig:
     modality_dropout: float = 0.0
     frame_dropout: float = 0.0
     frame_fill: str = "zero"
+    text_fill: str = "unk"  # dropped token ids (text encoder in the graph): [UNK] or masked out
     distill: bool = False
     distill_kind: str = "mse"
     distill_direction: str = "teacher"
@@ -76,6 +82,7 @@ class RobustConfig:
             v = getattr(self, name)
             _check(0.0 <= v < 1.0, f"robust.{name} must be in [0, 1), got {v}")
         _check(self.frame_fill in FRAME_FILLS, f"robust.frame_fill must be one of {FRAME_FILLS}")
+        _check(self.text_fill in TEXT_FILLS, f"robust.text_fill must be one of {TEXT_FILLS}")
         _check(self.distill_kind in DISTILL_KINDS, f"robust.distill_kind must be one of {DISTILL_KINDS}")
         _check(self.distill_direction in DIRECTIONS, f"robust.distill_direction must be one of {DIRECTIONS}")
         for name in ("distill_weight", "feature_weight", "student_weight"):
@@ -90,6 +97,12 @@ class RobustConfig:
     @property
     def enabled(self) -> bool:
         return self.modality_dropout > 0 or self.frame_dropout > 0
+
+    @property
+    def corrupts_text_ids(self) -> bool:
+        """Training drops text tokens: a frozen text encoder must then run inside the training graph on
+        the corrupted ids (as the evaluation protocol does) instead of serving cached embeddings."""
+        return self.frame_dropout > 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(to_dict(self))
@@ -205,7 +218,8 @@ class RobustTraining:
     def corrupt(self, batch: ModalityBatch) -> ModalityBatch:
         c = self.cfg
         if c.frame_dropout > 0:
-            batch = drop_frames(batch, random_frame_drops(batch, c.frame_dropout), c.frame_fill, self.unk_id)
+            drops = random_frame_drops(batch, c.frame_dropout)
+            batch = drop_frames(batch, drops, c.frame_fill, self.unk_id, c.text_fill)
         if c.modality_dropout > 0:
             batch = drop_modalities(batch, c.modality_dropout)
         return batch
@@ -255,6 +269,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--modality-dropout", type=float, help="per-sample probability of dropping each modality")
     g.add_argument("--frame-dropout", type=float, help="max per-sample rate of dropped frames/tokens")
     g.add_argument("--frame-fill", choices=FRAME_FILLS, help="dropped audio/vision frames: zeroed or masked")
+    g.add_argument(
+        "--text-fill", choices=TEXT_FILLS, help="dropped text tokens: [UNK] (default) or masked out"
+    )
     g.add_argument("--distill", choices=("off", *DISTILL_KINDS), help="self-distillation: off, mse or kl")
     g.add_argument("--distill-direction", choices=DIRECTIONS, help="teacher->student only, or both")
 
@@ -266,6 +283,7 @@ def config_from_args(args: argparse.Namespace, file_data: dict[str, Any]) -> Rob
         "modality_dropout": args.modality_dropout,
         "frame_dropout": args.frame_dropout,
         "frame_fill": args.frame_fill,
+        "text_fill": args.text_fill,
         "distill_direction": args.distill_direction,
     }
     data.update({k: v for k, v in flags.items() if v is not None})

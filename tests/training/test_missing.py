@@ -165,6 +165,9 @@ def test_missing_report_averages_variants(tmp_path: Path, capsys: pytest.Capture
     # AUC of a line from L down to L - 0.09 is L - 0.045; robust is the mean of b (85.5) and c (65.5)
     assert "| robust | 2 | 75.5 (85.5, 65.5) |" in md
     assert "| plain | 1 | 75.5 |" in md and "{T,A,V}" in md
+    # retention = AUC / complete: 0.755 / 0.8 (plain) and 0.755 / mean(0.9, 0.7); MAE 0.5 -> AUC 0.95
+    assert "| plain | 0.944 | 1.000 | 1.000 | +0.450 |" in md
+    assert "| robust | 0.944 | 1.000 | 1.000 | +0.450 |" in md
     assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
     assert report(["--out", str(out), f"x={tmp_path / 'nope'}"]) == 2
     assert "summary.json: cannot read" in capsys.readouterr().err

@@ -192,3 +192,199 @@ def test_robust_training_beats_plain_under_a_dropped_modality() -> None:
     robust, robust_full = _six_condition_mae(RobustConfig(modality_dropout=0.3, distill=True))
     assert plain > 0.55 and robust < 0.52 and plain - robust > 0.08, (plain, robust)
     assert robust_full - plain_full < 0.06, (plain_full, robust_full)
+
+
+# ---------------------------------------------------------------------------------------------------
+# train/test match: the corrupted training pass feeds the model what `fine evaluate --missing` feeds it
+
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *[f"w{i}" for i in range(40)], "good", "bad", "film"]
+
+
+@pytest.fixture(scope="module")
+def tiny_bert_with_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 1-layer BERT with a word-level vocabulary, saved as a text-encoder source."""
+    transformers = pytest.importorskip("transformers")
+    path = tmp_path_factory.mktemp("tiny-bert-tok")
+    (path / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    transformers.BertTokenizer(str(path / "vocab.txt")).save_pretrained(path)
+    cfg = transformers.BertConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=24,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+    )
+    torch.manual_seed(0)
+    transformers.BertModel(cfg).save_pretrained(path)
+    return path
+
+
+UNK = 1
+
+
+def _id_model(tiny: Path) -> FINE:
+    from core.config import TextEncoderConfig
+    from core.text_encoder import load_text_encoder
+
+    enc_cfg = TextEncoderConfig(source=str(tiny))
+    cfg = build_config({"text": 24, "audio": 4, "vision": 4}, (-3.0, 3.0), "small", {})
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    model = FINE(replace(cfg, text_encoder=enc_cfg), text_encoder=load_text_encoder(enc_cfg))
+    with torch.no_grad():  # a non-trivial input standardisation, as fitted on real features
+        for m in ("audio", "vision"):
+            model.encoders[m].in_mean.copy_(torch.tensor([0.5, -1.0, 2.0, 0.25]))
+            model.encoders[m].in_std.copy_(torch.tensor([2.0, 0.5, 1.5, 4.0]))
+    return model
+
+
+def _id_samples(n: int = 12, seed: int = 0) -> list:
+    from training.data import Sample
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        t_text, t_av = int(rng.integers(4, 12)), int(rng.integers(3, 9))
+        ids = np.concatenate([[2], rng.integers(5, len(VOCAB), t_text - 2), [3]]).astype(np.int64)
+        feats = {
+            "text": ids,
+            "audio": (rng.normal(size=(t_av, 4)) * 3 + 1).astype(np.float32),
+            "vision": (rng.normal(size=(t_av, 4)) - 2).astype(np.float32),
+        }
+        out.append(Sample(f"s{i}", feats, float(rng.uniform(-3, 3))))
+    return out
+
+
+class _Spy:
+    """Records the inputs of the text encoder and of each modality encoder's standardisation."""
+
+    def __init__(self, model: FINE) -> None:
+        self.ids: list[torch.Tensor] = []
+        self.text_mask: list[torch.Tensor] = []
+        self.std: dict[str, list[torch.Tensor]] = {"audio": [], "vision": []}
+        assert model.text_encoder is not None
+        model.text_encoder.register_forward_hook(self._text)
+        for m in self.std:
+            model.encoders[m].register_forward_hook(self._enc(m))
+
+    def _text(self, mod, args, out) -> None:  # type: ignore[no-untyped-def]
+        self.ids.append(args[0].clone())
+        self.text_mask.append(args[1].clone())
+
+    def _enc(self, m: str):  # type: ignore[no-untyped-def]
+        def hook(mod, args, out) -> None:  # type: ignore[no-untyped-def]
+            x, mask, present = args
+            valid = (mask & present[:, None])[..., None]
+            self.std[m].append(((x.masked_fill(~valid, 0.0) - mod.in_mean) / mod.in_std) * valid)
+
+        return hook
+
+
+def test_student_pass_feeds_the_text_encoder_unk_ids(tiny_bert_with_tokenizer: Path) -> None:
+    from training.data import collate
+    from training.robust import random_frame_drops
+
+    model = _id_model(tiny_bert_with_tokenizer)
+    samples = _id_samples()
+    batch = collate(samples, {"text": 24, "audio": 4, "vision": 4})
+    spy = _Spy(model)
+    teacher = model(batch)
+    rob = RobustTraining(RobustConfig(frame_dropout=0.6, distill=True), unk_id=UNK)
+    torch.manual_seed(5)
+    drops = random_frame_drops(batch, 0.6)
+    torch.manual_seed(5)
+    rob.distill_loss(model, batch, teacher)
+    assert len(spy.ids) == 2  # teacher pass, then the student pass through the encoder
+    assert torch.equal(spy.ids[0], batch.features["text"])
+    student = spy.ids[1]
+    expected = drop_frames(batch, drops, unk_id=UNK).features["text"]
+    assert torch.equal(student, expected)
+    mask = batch.masks["text"]
+    n_unk = int(((student == UNK) & mask).sum())
+    inner = mask.clone()
+    inner[:, 0] = False
+    inner[torch.arange(len(samples)), mask.sum(1) - 1] = False
+    assert n_unk == int((drops["text"] & inner).sum()) and n_unk > 10
+    assert (student[:, 0] == 2).all()  # [CLS] kept
+    assert torch.equal(spy.text_mask[1], mask)  # [UNK] keeps the length: the attention mask is unchanged
+    # text_fill="mask": the ids stay, the attention mask loses the dropped words
+    rob = RobustTraining(RobustConfig(frame_dropout=0.6, text_fill="mask", distill=True), unk_id=UNK)
+    torch.manual_seed(5)
+    rob.distill_loss(model, batch, teacher)
+    assert torch.equal(spy.ids[-1], batch.features["text"])
+    assert torch.equal(spy.text_mask[-1], mask & ~drops["text"])
+
+
+@pytest.mark.parametrize("text_fill", ["unk", "mask"])
+def test_train_and_eval_corruption_give_identical_model_inputs(
+    tiny_bert_with_tokenizer: Path, monkeypatch: pytest.MonkeyPatch, text_fill: str
+) -> None:
+    """Same drop pattern -> the training corruption and the evaluation protocol feed the text encoder the
+    same ids/mask and the modality encoders the same standardised frames (raw frames zeroed, i.e.
+    ``-in_mean/in_std`` after standardisation, inside the length)."""
+    import training.robust as robust_mod
+    from training.data import Dataset, batch_order, collate
+    from training.missing import Corruption, _frame_drops, predict_corrupted
+
+    model = _id_model(tiny_bert_with_tokenizer).eval()
+    dims = {"text": 24, "audio": 4, "vision": 4}
+    data = Dataset("test", _id_samples(16, seed=1), dims)
+    c = Corruption(rate=0.5, seed=1111, text_fill=text_fill)
+    spy = _Spy(model)
+    predict_corrupted(model, data, c, unk_id=UNK, batch_size=len(data))
+    (idx,) = batch_order(data, len(data), False, bucket=True)
+    batch = collate([data.samples[i] for i in idx], dims)
+    lengths = {m: [int(n) for n in batch.masks[m].sum(1)] for m in batch.masks}
+    drops = _frame_drops(lengths, {m: batch.masks[m].shape[1] for m in batch.masks}, idx, c)
+    monkeypatch.setattr(robust_mod, "random_frame_drops", lambda b, r: drops)
+    rob = RobustTraining(RobustConfig(frame_dropout=0.5, text_fill=text_fill), unk_id=UNK)
+    with torch.no_grad():
+        model(rob.corrupt(batch))
+    assert len(spy.ids) == 2
+    assert torch.equal(spy.ids[0], spy.ids[1]) and torch.equal(spy.text_mask[0], spy.text_mask[1])
+    for m in ("audio", "vision"):
+        ev, tr = spy.std[m]
+        assert torch.equal(ev, tr)
+        hit = drops[m] & batch.masks[m]
+        assert int(hit.sum()) > 20
+        enc = model.encoders[m]
+        # a dropped frame is a zeroed raw frame: standardised to -mean/std, not to 0
+        torch.testing.assert_close(tr[hit], (-enc.in_mean / enc.in_std).expand(int(hit.sum()), 4))
+        assert tr[hit][0].tolist() == pytest.approx([-0.25, 2.0, -4 / 3, -0.0625])
+
+
+def test_cli_frozen_encoder_runs_in_the_graph_with_frame_dropout(
+    tiny_bert_with_tokenizer: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = ["video_id,clip_id,text,label,mode"]
+    words = ["good film", "bad film", "good good w1 w2", "bad w3 w4 film", "w5 w6 good", "film w7 bad"]
+    for i in range(48):
+        mode = "train" if i < 32 else ("valid" if i < 40 else "test")
+        rows.append(f"v{i % 8},{i},{words[i % 6]} w{i % 30},{1.5 if 'good' in words[i % 6] else -1.5},{mode}")
+    csv_path = tmp_path / "label.csv"
+    csv_path.write_text("\n".join(rows) + "\n")
+    base = ["train", "--data", f"csv:{csv_path}", "--text-encoder", str(tiny_bert_with_tokenizer), *QUICK]
+    runs = {
+        "frames": ["--frame-dropout", "0.5", "--distill", "mse"],
+        "modality": ["--modality-dropout", "0.3"],
+    }
+    for name, flags in runs.items():
+        assert fine([*base, "--out", str(tmp_path / name), *flags]) == 0
+    cfg = {n: json.loads((tmp_path / n / "config.json").read_text()) for n in runs}
+    assert cfg["frames"]["text_cached"] is False and cfg["frames"]["robust"]["text_fill"] == "unk"
+    assert cfg["modality"]["text_cached"] is True  # no token is dropped: cached embeddings, as before
+    header = (tmp_path / "frames" / "log.csv").read_text().splitlines()[0].split(",")
+    assert "train_student_mp" in header
+    # the text standardisation is fitted on the same frozen embeddings either way
+    from core.artifact import load_model
+
+    models = {n: load_model(tmp_path / n / "model") for n in runs}
+    assert all(m.text_encoder is not None for m in models.values())  # the artifacts take token ids
+    mean = {n: m.encoders["text"].in_mean for n, m in models.items()}
+    assert float(mean["frames"].abs().sum()) > 0
+    torch.testing.assert_close(mean["frames"], mean["modality"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        models["frames"].encoders["text"].in_std, models["modality"].encoders["text"].in_std
+    )
+    assert capsys.readouterr().out.count("test (1 run)") == 2
