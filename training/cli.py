@@ -41,10 +41,10 @@ log = logging.getLogger(__name__)
 PRESETS: dict[str, dict[str, Any]] = {
     # METHOD.md defaults: E=4, q=8, d=128, 2 Q-Former blocks, 2 fusion layers, 4 heads.
     "default": {},
-    # A small model for demos, tests and 2-core laptops.
+    # A small model for demos, tests and 2-core laptops (ffn_mult 4: the shipped default model's recipe).
     "small": {
         "d_model": 64,
-        "moq": {"num_experts": 2, "num_queries": 4, "num_blocks": 1, "num_heads": 4},
+        "moq": {"num_experts": 2, "num_queries": 4, "num_blocks": 1, "num_heads": 4, "ffn_mult": 4},
         "ftre": {"feat_dim": 32, "hidden": 64},
         "fusion": {"num_layers": 1, "num_heads": 4, "head_hidden": 64},
     },
