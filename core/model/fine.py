@@ -10,6 +10,7 @@ Data flow for each modality m (b batch, t time, q queries, d width, f FTRE width
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -69,7 +70,7 @@ class ModalityEncoder(nn.Module):
         # The standardisation is folded into the input projection, W((x - μ)/σ) + c = (W/σ) x + (c - (W/σ) μ),
         # so it costs nothing per frame. Exact on valid frames; padded frames are zeroed below, and an
         # absent sample's frames never reach an output.
-        linear, norm = self.proj
+        linear, norm = cast(nn.Linear, self.proj[0]), cast(nn.LayerNorm, self.proj[1])
         weight = linear.weight / self.in_std
         bias = linear.bias - weight @ self.in_mean
         mask = valid | ~present[:, None]

@@ -10,6 +10,8 @@ experts densely: no data-dependent control flow, so the graph exports cleanly.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -87,9 +89,10 @@ class MixtureOfQFormers(nn.Module):
         """Keys and values of every block from the normed sequence ``(b, t, d)`` in one GEMM (the blocks'
         ``kv_ca`` maps side by side): ``(blocks, 2, b, H, t, dh)``."""
         b, t, _ = kv_seq.shape
-        weight = torch.cat([blk.kv_ca.weight for blk in self.blocks])  # (blocks·2d, d)
-        bias = torch.cat([blk.kv_ca.bias for blk in self.blocks])
-        first = self.blocks[0]
+        blocks = [cast(QFormerBlock, blk) for blk in self.blocks]
+        weight = torch.cat([blk.kv_ca.weight for blk in blocks])  # (blocks·2d, d)
+        bias = torch.cat([blk.kv_ca.bias for blk in blocks])
+        first = blocks[0]
         kv = F.linear(kv_seq, weight, bias).view(b, t, len(self.blocks), 2, first.h, first.dh)
         return kv.permute(2, 3, 0, 4, 1, 5)
 
