@@ -66,7 +66,6 @@ class ModalityEncoder(nn.Module):
         valid = mask & present[:, None]
         # Zero everything that is padding or absent (NaN-safe), and give absent rows a dummy valid key so
         # attention is always defined; those rows are replaced by the absent tokens below.
-        x = x.masked_fill(~valid[..., None], 0.0)  # padding may hold NaN or anything
         # The standardisation is folded into the input projection, W((x - μ)/σ) + c = (W/σ) x + (c - (W/σ) μ),
         # so it costs nothing per frame. Exact on valid frames; padded frames are zeroed below, and an
         # absent sample's frames never reach an output.
@@ -74,7 +73,17 @@ class ModalityEncoder(nn.Module):
         weight = linear.weight / self.in_std
         bias = linear.bias - weight @ self.in_mean
         mask = valid | ~present[:, None]
-        h = norm(F.linear(x, weight, bias))
+        # Padding may hold NaN or anything, so invalid frames must read as zeros. Wide inputs (768-d text)
+        # are instead replaced after the projection by the projection of zeros (the bias), the same values
+        # on d instead of d_in columns: a row of a GEMM depends on that row of the input only.
+        b, t, d_in = x.shape
+        wide = d_in > weight.shape[0]
+        if not wide:
+            x = x.masked_fill(~valid[..., None], 0.0)
+        h = F.linear(x.reshape(b * t, d_in), weight, bias).view(b, t, -1)  # 2-D: one GEMM with its bias
+        if wide:
+            h = torch.where(valid[..., None], h, bias)
+        h = norm(h)
         h = h + sinusoidal_positions(x.shape[1], self.absent.shape[1], x.device, x.dtype)
         h = h * mask[..., None].to(h.dtype)
         x_hat, gates = self.moq(h, mask)

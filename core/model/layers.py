@@ -75,8 +75,9 @@ class ExpertLayerNorm(nn.Module):
         return y * self.weight[:, None, None, :] + self.bias[:, None, None, :]
 
 
-def normed_linear(x: Tensor, norm: ExpertLayerNorm, lin: ExpertLinear) -> Tensor:
-    """``lin(norm(x))`` for ``(E, b, n, d)`` with the norm's per-expert affine folded into the map.
+def normed_linear(x: Tensor, norm: ExpertLayerNorm, lin: ExpertLinear, scale: float = 1.0) -> Tensor:
+    """``scale · lin(norm(x))`` for ``(E, b, n, d)`` with the norm's per-expert affine (and the scale) folded
+    into the map.
 
     ``(LN(x)·γ + β) W + c = LN(x) (γ ⊙ W) + (β W + c)``: one LayerNorm without affine and one batched
     GEMM instead of LayerNorm, Mul, Add and the GEMM (the folded weights are a few kFLOP, and constants in
@@ -85,5 +86,7 @@ def normed_linear(x: Tensor, norm: ExpertLayerNorm, lin: ExpertLinear) -> Tensor
     e, b, n, d = x.shape
     weight = norm.weight.unsqueeze(-1) * lin.weight  # (E, d, d_out)
     bias = torch.baddbmm(lin.bias.unsqueeze(1), norm.bias.unsqueeze(1), lin.weight)  # (E, 1, d_out)
+    if scale != 1.0:
+        weight, bias = weight * scale, bias * scale
     y = torch.baddbmm(bias, nn.functional.layer_norm(x, (norm.d,)).reshape(e, b * n, d), weight)
     return y.view(e, b, n, -1)

@@ -3,8 +3,8 @@
 Each expert is a small Q-Former: L learnable query tokens that self-attend, cross-attend to the projected
 modality sequence (key padding applied) and pass an FFN, for ``num_blocks`` blocks. All experts of a
 modality run as one batched computation (weights carry a leading expert axis), and the cross-attention
-keys/values of the sequence are projected once (all blocks in one GEMM) and shared by the experts, which
-keeps long sequences cheap. A router (softmax over experts, fed by the masked mean of the sequence) mixes the
+keys/values of the sequence are projected once per block, straight into head-major layout, and shared by
+the experts, which keeps long sequences cheap. A router (softmax over experts, fed by the masked mean of the sequence) mixes the
 experts densely: no data-dependent control flow, so the graph exports cleanly.
 """
 
@@ -25,13 +25,25 @@ class QFormerBlock(nn.Module):
 
     Query tokens use the expert-first layout ``(E, b, q, d)`` so that every per-expert linear map is one
     batched GEMM; for cross-attention the queries of all experts are folded into one query axis
-    ``(b, H, E·q, dh)`` against the shared keys, so no key/value tensor is ever copied per expert.
+    ``(H, b, E·q, dh)`` against the shared keys, so no key/value tensor is ever copied per expert.
 
     The query axis may have batch size 1 while the sequence has b: the first block receives the learned
     queries themselves, identical for every sample, so its self-attention and cross-attention query
     projection run once instead of b times (exact; about a fifth of the MoQ's GEMM work at the defaults,
     and the part an ONNX optimiser folds to a constant). The result broadcasts to b at the first residual
     that involves the sequence.
+
+    Attention is written out (no fused kernel) in layouts chosen for CPU inference; each rewrite is exact
+    up to float rounding (tests/core/test_model.py checks the block against a plain per-expert reference):
+
+    - keys and values are projected straight into head-major ``(H, b, t, dh)`` (a weight reshape, free
+      once exported), so the sequence, the largest tensor of the block, is never transposed;
+    - the value bias moves past the attention into ``out_ca``'s bias (softmax rows sum to 1), and the
+      key bias, which shifts each query's scores by a constant that softmax ignores, is added only in
+      training (where it keeps its exact-zero gradient and the checkpoint layout stays the same);
+    - the 1/√dh scale is folded into the query projection, and the key padding mask arrives as an
+      additive bias computed once per sequence for all blocks (no fully masked row exists: the caller
+      gives absent samples a dummy valid key).
     """
 
     def __init__(self, d: int, heads: int, experts: int, dropout: float, ffn_mult: int = 4) -> None:
@@ -49,23 +61,40 @@ class QFormerBlock(nn.Module):
         self.ff2 = ExpertLinear(experts, ffn_mult * d, d)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, h: Tensor, kv: Tensor, key_mask: Tensor) -> Tensor:
-        """h: (E, b or 1, q, d) queries; kv: (2, b, H, t, dh) this block's keys and values of the
-        sequence (``kv_ca`` applied by the caller, see :meth:`MixtureOfQFormers.project_sequence`);
-        key_mask: (b, 1, 1, t) True = valid. Returns (E, b, q, d)."""
-        e, hb, q, d = h.shape
-        b = kv.shape[1]
+    def keys_values(self, seq: Tensor) -> tuple[Tensor, Tensor]:
+        """This block's keys and values of the normed sequence ``(b, t, d)``, each ``(H, b, t, dh)``,
+        without the value bias (see :meth:`forward`) and, outside training, without the key bias."""
+        b, t, d = seq.shape
         hh, dh = self.h, self.dh
+        weight = self.kv_ca.weight.view(2 * hh, dh, d).transpose(1, 2)  # (2H, d, dh): rows are (k|v, head)
+        flat = seq.reshape(1, b * t, d)
+        k = torch.matmul(flat, weight[:hh]).view(hh, b, t, dh)
+        v = torch.matmul(flat, weight[hh:]).view(hh, b, t, dh)
+        if self.training:
+            k = k + self.kv_ca.bias[:d].view(hh, 1, 1, dh)
+        return k, v
+
+    def forward(self, h: Tensor, k: Tensor, v: Tensor, attn_bias: Tensor) -> Tensor:
+        """h: (E, b or 1, q, d) queries; k, v: (H, b, t, dh) from :meth:`keys_values`; attn_bias:
+        (1, b, E·q or 1, t) additive key mask (0 valid, a large negative number padding).
+        Returns (E, b, q, d)."""
+        e, hb, q, d = h.shape
+        hh, dh = self.h, self.dh
+        b = k.shape[1]
         # self-attention among the q query tokens of each expert: (E·hb, H, q, dh)
         qkv = normed_linear(h, self.norm_sa, self.qkv).view(e * hb, q, 3, hh, dh).permute(2, 0, 3, 1, 4)
-        att = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # (E·hb, H, q, dh)
+        qs, ks, vs = qkv.unbind(0)
+        att = torch.matmul(torch.matmul(qs * dh**-0.5, ks.transpose(-1, -2)).softmax(-1), vs)
         h = h + self.drop(self.out_sa(att.transpose(1, 2).reshape(e, hb, q, d)))
-        # cross-attention: every expert's queries attend to the same projected sequence
-        qc = normed_linear(h, self.norm_ca, self.q_ca).expand(e, b, q, d)
-        qc = qc.reshape(e, b, q, hh, dh).permute(1, 3, 0, 2, 4).reshape(b, hh, e * q, dh)
-        att = F.scaled_dot_product_attention(qc, kv[0], kv[1], attn_mask=key_mask)  # (b, H, E·q, dh)
-        att = att.view(b, hh, e, q, dh).permute(2, 0, 3, 1, 4).reshape(e, b, q, d)
-        h = h + self.drop(self.out_ca(att))  # broadcasts (E, 1, q, d) queries to (E, b, q, d)
+        # cross-attention: every expert's queries attend to the same keys; scale folded into the queries
+        qc = normed_linear(h, self.norm_ca, self.q_ca, scale=dh**-0.5)
+        qc = qc.view(e, hb, q, hh, dh).permute(3, 1, 0, 2, 4).reshape(hh, hb, e * q, dh)
+        scores = torch.matmul(qc, k.transpose(-1, -2)) + attn_bias  # (H, b, E·q, t)
+        att = torch.matmul(scores.softmax(-1), v).view(hh, b, e, q, dh).permute(2, 1, 3, 0, 4)
+        v_bias = self.kv_ca.bias[d:]  # Σ_t p_t (v_t + c) = Σ_t p_t v_t + c: into out_ca's bias
+        out_bias = self.out_ca.bias + torch.matmul(v_bias, self.out_ca.weight)  # (E, d)
+        att = torch.baddbmm(out_bias.unsqueeze(1), att.reshape(e, b * q, d), self.out_ca.weight)
+        h = h + self.drop(att.view(e, b, q, d))  # broadcasts (E, 1, q, d) queries to (E, b, q, d)
         # feed-forward
         return h + self.drop(self.ff2(self.drop(F.gelu(normed_linear(h, self.norm_ff, self.ff1)))))
 
@@ -85,31 +114,24 @@ class MixtureOfQFormers(nn.Module):
         self.out_norm = nn.LayerNorm(d)
         self.router = nn.Linear(d, self.experts) if self.experts > 1 else None
 
-    def project_sequence(self, kv_seq: Tensor) -> Tensor:
-        """Keys and values of every block from the normed sequence ``(b, t, d)`` in one GEMM (the blocks'
-        ``kv_ca`` maps side by side): ``(blocks, 2, b, H, t, dh)``."""
-        b, t, _ = kv_seq.shape
-        blocks = [cast(QFormerBlock, blk) for blk in self.blocks]
-        weight = torch.cat([blk.kv_ca.weight for blk in blocks])  # (blocks·2d, d)
-        bias = torch.cat([blk.kv_ca.bias for blk in blocks])
-        first = blocks[0]
-        kv = F.linear(kv_seq, weight, bias).view(b, t, len(self.blocks), 2, first.h, first.dh)
-        return kv.permute(2, 3, 0, 4, 1, 5)
-
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         b = x.shape[0]
-        kv = self.seq_norm(x)
-        key_mask = mask[:, None, None, :]  # (b, 1, 1, t)
-        h = self.queries.unsqueeze(
-            1
-        )  # (E, 1, q, d): the same for every sample until the first cross-attention
+        e, q, _ = self.queries.shape
+        seq = self.seq_norm(x)
+        # additive key mask, built once for every block, already the size of the scores' last two axes
+        # (a broadcast over whole (E·q, t) planes is several times cheaper on CPU than one over rows)
+        attn_bias = torch.zeros_like(x[..., 0]).masked_fill(~mask, torch.finfo(x.dtype).min)  # (b, t)
+        attn_bias = attn_bias[None, :, None, :].expand(1, b, e * q, x.shape[1])
+        h = self.queries.unsqueeze(1)  # (E, 1, q, d): the same for every sample until the first cross-attention
         if self.training:  # per-sample dropout masks in the first block, as with any other token
             h = h.expand(-1, b, -1, -1)
-        for block, block_kv in zip(self.blocks, self.project_sequence(kv), strict=True):
-            h = block(h, block_kv, key_mask)
+        for block in self.blocks:
+            blk = cast(QFormerBlock, block)
+            h = blk(h, *blk.keys_values(seq), attn_bias)
         h = self.out_norm(h)
         if self.router is None:
             gates = torch.ones(b, 1, dtype=x.dtype, device=x.device)
         else:
             gates = torch.softmax(self.router(masked_mean(x, mask)), dim=-1)  # (b, E)
-        return torch.einsum("be,ebqd->bqd", gates, h), gates
+        # Σ_e g_e h_e as a broadcast product and a sum over the leading axis (cheaper than einsum on CPU)
+        return (gates.t()[:, :, None, None] * h).sum(0), gates

@@ -140,16 +140,65 @@ def test_folded_layer_norm_affine_equals_norm_then_linear():
     assert float((normed_linear(one, norm, lin) - lin(norm(one))).abs().max()) < 1e-5
 
 
+def _plain_qformer_block(blk, h, seq, mask):
+    """The Q-Former block of METHOD.md written plainly, one expert at a time, from the block's parameters:
+    LayerNorm -> Linear -> per-head softmax attention (key padding masked) -> Linear, then the FFN."""
+    import torch.nn.functional as F
+
+    e_count, _, q, d = h.shape
+    b, hh, dh = seq.shape[0], blk.h, blk.dh
+
+    def heads(x):  # (b, n, d) -> (b, H, n, dh)
+        return x.view(x.shape[0], -1, hh, dh).transpose(1, 2)
+
+    out = []
+    for e in range(e_count):
+        def ln(x, norm, e=e):
+            return F.layer_norm(x, (d,), norm.weight[e], norm.bias[e])
+
+        def lin(x, layer, e=e):
+            return x @ layer.weight[e] + layer.bias[e]
+
+        x = h[e].expand(b, q, d)
+        qs, ks, vs = lin(ln(x, blk.norm_sa), blk.qkv).split(d, dim=-1)
+        att = F.scaled_dot_product_attention(heads(qs), heads(ks), heads(vs))
+        x = x + lin(att.transpose(1, 2).reshape(b, q, d), blk.out_sa)
+        kc, vc = blk.kv_ca(seq).split(d, dim=-1)
+        att = F.scaled_dot_product_attention(
+            heads(lin(ln(x, blk.norm_ca), blk.q_ca)), heads(kc), heads(vc), attn_mask=mask[:, None, None, :]
+        )
+        x = x + lin(att.transpose(1, 2).reshape(b, q, d), blk.out_ca)
+        out.append(x + lin(F.gelu(lin(ln(x, blk.norm_ff), blk.ff1)), blk.ff2))
+    return torch.stack(out)
+
+
 @torch.no_grad()
-def test_keys_and_values_of_all_blocks_in_one_gemm_equal_each_blocks_projection():
+@pytest.mark.parametrize("query_batch", [1, 4])  # 1: the first block's shared learned queries
+def test_qformer_block_equals_the_plain_per_expert_block(query_batch):
+    from core.model.qformer import QFormerBlock
+
     torch.manual_seed(0)
-    moq = FINE(small_config()).encoders["audio"].moq
-    seq = torch.randn(4, 9, 32)
-    kv = moq.project_sequence(seq)  # (blocks, 2, b, H, t, dh)
-    assert kv.shape == (2, 2, 4, 4, 9, 8)
-    for i, blk in enumerate(moq.blocks):
-        ref = blk.kv_ca(seq).view(4, 9, 2, 4, 8).permute(2, 0, 3, 1, 4)
-        assert float((kv[i] - ref).abs().max()) < 1e-6
+    blk = QFormerBlock(32, 4, 3, dropout=0.0, ffn_mult=2)
+    for name, p in blk.named_parameters():  # trained-looking: non-identity norms, non-zero biases
+        if "norm" in name:
+            p.normal_(1.0 if name.endswith("weight") else 0.0, 0.5)
+        elif name.endswith("bias"):
+            p.normal_(0.0, 0.5)
+    h, seq = torch.randn(3, query_batch, 5, 32), torch.randn(4, 9, 32) * 2
+    mask = torch.ones(4, 9, dtype=torch.bool)
+    mask[1, 4:] = False
+    mask[3, 1:] = False
+    ref = _plain_qformer_block(blk, h, seq, mask)
+    bias = torch.zeros(4, 9).masked_fill(~mask, torch.finfo(torch.float32).min)[None, :, None, :]
+    for training in (False, True):  # eval drops the key bias (softmax ignores it); training adds it
+        blk.train(training)
+        out = blk(h, *blk.keys_values(seq), bias.expand(1, 4, 15, 9))
+        assert out.shape == (3, 4, 5, 32)
+        assert float((out - ref).abs().max()) < 2e-5, training
+    # the key bias really is a no-op: a large one changes nothing
+    blk.eval()
+    blk.kv_ca.bias[:32] += 10.0
+    assert float((blk(h, *blk.keys_values(seq), bias) - ref).abs().max()) < 2e-5
 
 
 @torch.no_grad()
