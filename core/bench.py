@@ -131,8 +131,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--audio-len", type=int, default=50)
     p.add_argument("--vision-len", type=int, default=50)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--reps", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--reps", type=int, default=200, help="timed calls per row (p50 over them; default 200)")
     p.add_argument(
         "--text-encoder", action="store_true", help="also time with the packaged MiniLM in the graph"
     )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.config import FusionConfig
@@ -39,24 +42,41 @@ class FusionTransformer(nn.Module):
         h = torch.cat(seq, dim=1)  # (b, M·(1+q), d)
         *inner, last = self.encoder.layers
         for layer in inner:
-            h = layer(h)
-        return self.norm(self._cls_only(last, h, q + 1))
+            h = encoder_layer(cast(nn.TransformerEncoderLayer, layer), h)
+        return self.norm(encoder_layer(cast(nn.TransformerEncoderLayer, last), h, q + 1))
 
-    @staticmethod
-    def _cls_only(layer: nn.TransformerEncoderLayer, h: Tensor, stride: int) -> Tensor:
-        """The last (pre-norm) encoder layer, computed for the [CLS] rows only: ``(b, M, d)``.
 
-        Only the CLS outputs leave the fusion, so in the last layer the other tokens are needed only as
-        keys and values; their queries, output projection and FFN rows would be thrown away. Exactly
-        ``layer(h)[:, ::stride]`` (same parameters, same dropout sites), for about a third of the
-        fusion's work at the defaults.
-        """
-        hn = layer.norm1(h)
-        cls = h[:, ::stride]  # CLS positions 0, 1+q, 2(1+q), ...
-        att = layer.self_attn(hn[:, ::stride], hn, hn, need_weights=False)[0]
-        cls = cls + layer.dropout1(att)
-        ff = layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm2(cls)))))
-        return cls + layer.dropout2(ff)
+def encoder_layer(layer: nn.TransformerEncoderLayer, h: Tensor, stride: int | None = None) -> Tensor:
+    """``layer(h)`` for a pre-norm, batch-first ``nn.TransformerEncoderLayer``, written out with the
+    layer's own parameters and dropout sites; with ``stride``, only the rows ``0, stride, 2·stride, ...``
+    (the [CLS] tokens) are computed, the other rows serving as keys and values only.
+
+    Only the CLS outputs leave the fusion, so in the last layer the other tokens' queries, output
+    projection and FFN rows would be thrown away: about a third of the fusion's work at the defaults.
+    The attention is spelled out in CPU-friendly layouts, exact up to float rounding (tested against
+    ``nn.TransformerEncoder``): keys and values are projected straight into head-major ``(b, H, n, dh)``
+    (no transposes), the key bias is dropped (it shifts each query's scores by a constant, which softmax
+    ignores), the value bias moves into the output projection's bias (softmax rows sum to 1) and the
+    1/√dh scale into the query projection.
+    """
+    attn = layer.self_attn
+    b, _, d = h.shape
+    hh = attn.num_heads
+    dh = d // hh
+    weight, bias = attn.in_proj_weight, attn.in_proj_bias
+    hn = layer.norm1(h)
+    rows, res = (hn, h) if stride is None else (hn[:, ::stride], h[:, ::stride])
+    nq = rows.shape[1]
+    q = F.linear(rows, weight[:d] * dh**-0.5, bias[:d] * dh**-0.5).view(b, nq, hh, dh).transpose(1, 2)
+    kv_weight = weight[d:].view(2, hh, dh, d).transpose(2, 3)  # (2, H, d, dh)
+    k = torch.matmul(hn.unsqueeze(1), kv_weight[0])  # (b, H, n, dh)
+    v = torch.matmul(hn.unsqueeze(1), kv_weight[1])
+    p = F.dropout(torch.matmul(q, k.transpose(-1, -2)).softmax(-1), attn.dropout, layer.training)
+    att = torch.matmul(p, v).transpose(1, 2).reshape(b, nq, d)
+    out = attn.out_proj
+    x = res + layer.dropout1(F.linear(att, out.weight, out.bias + out.weight @ bias[2 * d :]))
+    ff = layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm2(x)))))
+    return x + layer.dropout2(ff)
 
 
 class Heads(nn.Module):

@@ -75,18 +75,23 @@ class ExpertLayerNorm(nn.Module):
         return y * self.weight[:, None, None, :] + self.bias[:, None, None, :]
 
 
-def normed_linear(x: Tensor, norm: ExpertLayerNorm, lin: ExpertLinear, scale: float = 1.0) -> Tensor:
-    """``scale · lin(norm(x))`` for ``(E, b, n, d)`` with the norm's per-expert affine (and the scale) folded
-    into the map.
-
-    ``(LN(x)·γ + β) W + c = LN(x) (γ ⊙ W) + (β W + c)``: one LayerNorm without affine and one batched
-    GEMM instead of LayerNorm, Mul, Add and the GEMM (the folded weights are a few kFLOP, and constants in
-    an exported graph). Exact up to float rounding; the parameters stay those of the two modules.
-    """
-    e, b, n, d = x.shape
-    weight = norm.weight.unsqueeze(-1) * lin.weight  # (E, d, d_out)
-    bias = torch.baddbmm(lin.bias.unsqueeze(1), norm.bias.unsqueeze(1), lin.weight)  # (E, 1, d_out)
+def fold_norm(norm: ExpertLayerNorm, lin: ExpertLinear, scale: float = 1.0) -> tuple[Tensor, Tensor]:
+    """Weights ``(E, d, d_out)`` and bias ``(E, 1, d_out)`` of ``scale · lin(norm(·))`` applied to the
+    affine-free LayerNorm output: ``(LN(x)·γ + β) W + c = LN(x) (γ ⊙ W) + (β W + c)``."""
+    weight = norm.weight.unsqueeze(-1) * lin.weight
+    bias = torch.baddbmm(lin.bias.unsqueeze(1), norm.bias.unsqueeze(1), lin.weight)
     if scale != 1.0:
         weight, bias = weight * scale, bias * scale
+    return weight, bias
+
+
+def normed_linear(x: Tensor, norm: ExpertLayerNorm, lin: ExpertLinear, scale: float = 1.0) -> Tensor:
+    """``scale · lin(norm(x))`` for ``(E, b, n, d)`` with the norm's per-expert affine (and the scale) folded
+    into the map (:func:`fold_norm`): one LayerNorm without affine and one batched GEMM instead of
+    LayerNorm, Mul, Add and the GEMM (the folded weights are a few kFLOP, and constants in an exported
+    graph). Exact up to float rounding; the parameters stay those of the two modules.
+    """
+    e, b, n, d = x.shape
+    weight, bias = fold_norm(norm, lin, scale)
     y = torch.baddbmm(bias, nn.functional.layer_norm(x, (norm.d,)).reshape(e, b * n, d), weight)
     return y.view(e, b, n, -1)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.config import MoQConfig
-from core.model.layers import ExpertLayerNorm, ExpertLinear, masked_mean, normed_linear
+from core.model.layers import ExpertLayerNorm, ExpertLinear, fold_norm, masked_mean, normed_linear
 
 
 class QFormerBlock(nn.Module):
@@ -81,11 +81,21 @@ class QFormerBlock(nn.Module):
         e, hb, q, d = h.shape
         hh, dh = self.h, self.dh
         b = k.shape[1]
-        # self-attention among the q query tokens of each expert: (E·hb, H, q, dh)
-        qkv = normed_linear(h, self.norm_sa, self.qkv).view(e * hb, q, 3, hh, dh).permute(2, 0, 3, 1, 4)
-        qs, ks, vs = qkv.unbind(0)
-        att = torch.matmul(torch.matmul(qs * dh**-0.5, ks.transpose(-1, -2)).softmax(-1), vs)
-        h = h + self.drop(self.out_sa(att.transpose(1, 2).reshape(e, hb, q, d)))
+        # self-attention among the q query tokens of each expert, in (E, H, hb, q, dh); keys and values
+        # straight into head-major layout, biases and scale handled as in the cross-attention
+        weight, bias = fold_norm(self.norm_sa, self.qkv)  # (E, d, 3d), (E, 1, 3d)
+        x = F.layer_norm(h, (self.norm_sa.d,)).reshape(e, hb * q, d)
+        s = dh**-0.5
+        qs = torch.baddbmm(bias[..., :d] * s, x, weight[..., :d] * s).view(e, hb, q, hh, dh)
+        kv_weight = weight[..., d:].view(e, d, 2 * hh, dh).transpose(1, 2)  # (E, 2H, d, dh)
+        ks = torch.matmul(x.unsqueeze(1), kv_weight[:, :hh]).view(e, hh, hb, q, dh)
+        vs = torch.matmul(x.unsqueeze(1), kv_weight[:, hh:]).view(e, hh, hb, q, dh)
+        if self.training:
+            ks = ks + bias[:, 0, d : 2 * d].view(e, hh, 1, 1, dh)
+        scores = torch.matmul(qs.permute(0, 3, 1, 2, 4), ks.transpose(-1, -2))  # (E, H, hb, q, q)
+        att = torch.matmul(scores.softmax(-1), vs).permute(0, 2, 3, 1, 4).reshape(e, hb * q, d)
+        out_bias = self.out_sa.bias.unsqueeze(1) + torch.bmm(bias[..., 2 * d :], self.out_sa.weight)
+        h = h + self.drop(torch.baddbmm(out_bias, att, self.out_sa.weight).view(e, hb, q, d))
         # cross-attention: every expert's queries attend to the same keys; scale folded into the queries
         qc = normed_linear(h, self.norm_ca, self.q_ca, scale=dh**-0.5)
         qc = qc.view(e, hb, q, hh, dh).permute(3, 1, 0, 2, 4).reshape(hh, hb, e * q, dh)
@@ -122,7 +132,8 @@ class MixtureOfQFormers(nn.Module):
         # (a broadcast over whole (E·q, t) planes is several times cheaper on CPU than one over rows)
         attn_bias = torch.zeros_like(x[..., 0]).masked_fill(~mask, torch.finfo(x.dtype).min)  # (b, t)
         attn_bias = attn_bias[None, :, None, :].expand(1, b, e * q, x.shape[1])
-        h = self.queries.unsqueeze(1)  # (E, 1, q, d): the same for every sample until the first cross-attention
+        # (E, 1, q, d): the same for every sample until the first cross-attention
+        h = self.queries.unsqueeze(1)
         if self.training:  # per-sample dropout masks in the first block, as with any other token
             h = h.expand(-1, b, -1, -1)
         for block in self.blocks:
