@@ -56,9 +56,9 @@ class ExpertLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(experts, d_out).uniform_(-bound, bound))
 
     def forward(self, x: Tensor) -> Tensor:
-        e, b, n, d = x.shape
-        y = torch.baddbmm(self.bias.unsqueeze(1), x.reshape(e, b * n, d), self.weight)  # one batched GEMM
-        return y.view(e, b, n, -1)
+        e, d, d_out = self.weight.shape
+        y = torch.baddbmm(self.bias.unsqueeze(1), x.reshape(e, -1, d), self.weight)  # one batched GEMM
+        return y.view(e, -1, x.shape[2], d_out)
 
 
 class ExpertLayerNorm(nn.Module):
@@ -91,7 +91,7 @@ def normed_linear(x: Tensor, norm: ExpertLayerNorm, lin: ExpertLinear, scale: fl
     LayerNorm, Mul, Add and the GEMM (the folded weights are a few kFLOP, and constants in an exported
     graph). Exact up to float rounding; the parameters stay those of the two modules.
     """
-    e, b, n, d = x.shape
+    e, d, d_out = lin.weight.shape
     weight, bias = fold_norm(norm, lin, scale)
-    y = torch.baddbmm(bias, nn.functional.layer_norm(x, (norm.d,)).reshape(e, b * n, d), weight)
-    return y.view(e, b, n, -1)
+    y = torch.baddbmm(bias, nn.functional.layer_norm(x, (d,)).reshape(e, -1, d), weight)
+    return y.view(e, -1, x.shape[2], d_out)

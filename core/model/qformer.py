@@ -48,7 +48,8 @@ class QFormerBlock(nn.Module):
 
     def __init__(self, d: int, heads: int, experts: int, dropout: float, ffn_mult: int = 4) -> None:
         super().__init__()
-        self.h, self.dh = heads, d // heads
+        # sizes as Python ints: an exported graph then reshapes by constants, not by computed shapes
+        self.e, self.d, self.h, self.dh = experts, d, heads, d // heads
         self.norm_sa = ExpertLayerNorm(experts, d)
         self.qkv = ExpertLinear(experts, d, 3 * d)
         self.out_sa = ExpertLinear(experts, d, d)
@@ -64,12 +65,11 @@ class QFormerBlock(nn.Module):
     def keys_values(self, seq: Tensor) -> tuple[Tensor, Tensor]:
         """This block's keys and values of the normed sequence ``(b, t, d)``, each ``(H, b, t, dh)``,
         without the value bias (see :meth:`forward`) and, outside training, without the key bias."""
-        b, t, d = seq.shape
-        hh, dh = self.h, self.dh
+        b, d, hh, dh = seq.shape[0], self.d, self.h, self.dh
         weight = self.kv_ca.weight.view(2 * hh, dh, d).transpose(1, 2)  # (2H, d, dh): rows are (k|v, head)
-        flat = seq.reshape(1, b * t, d)
-        k = torch.matmul(flat, weight[:hh]).view(hh, b, t, dh)
-        v = torch.matmul(flat, weight[hh:]).view(hh, b, t, dh)
+        flat = seq.reshape(1, -1, d)
+        k = torch.matmul(flat, weight[:hh]).view(hh, b, -1, dh)
+        v = torch.matmul(flat, weight[hh:]).view(hh, b, -1, dh)
         if self.training:
             k = k + self.kv_ca.bias[:d].view(hh, 1, 1, dh)
         return k, v
@@ -78,33 +78,31 @@ class QFormerBlock(nn.Module):
         """h: (E, b or 1, q, d) queries; k, v: (H, b, t, dh) from :meth:`keys_values`; attn_bias:
         (1, b, E·q or 1, t) additive key mask (0 valid, a large negative number padding).
         Returns (E, b, q, d)."""
-        e, hb, q, d = h.shape
-        hh, dh = self.h, self.dh
-        b = k.shape[1]
+        e, d, hh, dh, q = self.e, self.d, self.h, self.dh, h.shape[2]
         # self-attention among the q query tokens of each expert, in (E, H, hb, q, dh); keys and values
         # straight into head-major layout, biases and scale handled as in the cross-attention
         weight, bias = fold_norm(self.norm_sa, self.qkv)  # (E, d, 3d), (E, 1, 3d)
-        x = F.layer_norm(h, (self.norm_sa.d,)).reshape(e, hb * q, d)
+        x = F.layer_norm(h, (d,)).reshape(e, -1, d)
         s = dh**-0.5
-        qs = torch.baddbmm(bias[..., :d] * s, x, weight[..., :d] * s).view(e, hb, q, hh, dh)
+        qs = torch.baddbmm(bias[..., :d] * s, x, weight[..., :d] * s).view(e, -1, q, hh, dh)
         kv_weight = weight[..., d:].view(e, d, 2 * hh, dh).transpose(1, 2)  # (E, 2H, d, dh)
-        ks = torch.matmul(x.unsqueeze(1), kv_weight[:, :hh]).view(e, hh, hb, q, dh)
-        vs = torch.matmul(x.unsqueeze(1), kv_weight[:, hh:]).view(e, hh, hb, q, dh)
+        ks = torch.matmul(x.unsqueeze(1), kv_weight[:, :hh]).view(e, hh, -1, q, dh)
+        vs = torch.matmul(x.unsqueeze(1), kv_weight[:, hh:]).view(e, hh, -1, q, dh)
         if self.training:
             ks = ks + bias[:, 0, d : 2 * d].view(e, hh, 1, 1, dh)
         scores = torch.matmul(qs.permute(0, 3, 1, 2, 4), ks.transpose(-1, -2))  # (E, H, hb, q, q)
-        att = torch.matmul(scores.softmax(-1), vs).permute(0, 2, 3, 1, 4).reshape(e, hb * q, d)
+        att = torch.matmul(scores.softmax(-1), vs).permute(0, 2, 3, 1, 4).reshape(e, -1, d)
         out_bias = self.out_sa.bias.unsqueeze(1) + torch.bmm(bias[..., 2 * d :], self.out_sa.weight)
-        h = h + self.drop(torch.baddbmm(out_bias, att, self.out_sa.weight).view(e, hb, q, d))
+        h = h + self.drop(torch.baddbmm(out_bias, att, self.out_sa.weight).view(e, -1, q, d))
         # cross-attention: every expert's queries attend to the same keys; scale folded into the queries
         qc = normed_linear(h, self.norm_ca, self.q_ca, scale=dh**-0.5)
-        qc = qc.view(e, hb, q, hh, dh).permute(3, 1, 0, 2, 4).reshape(hh, hb, e * q, dh)
+        qc = qc.view(e, -1, q, hh, dh).permute(3, 1, 0, 2, 4).reshape(hh, -1, e * q, dh)
         scores = torch.matmul(qc, k.transpose(-1, -2)) + attn_bias  # (H, b, E·q, t)
-        att = torch.matmul(scores.softmax(-1), v).view(hh, b, e, q, dh).permute(2, 1, 3, 0, 4)
+        att = torch.matmul(scores.softmax(-1), v).view(hh, -1, e, q, dh).permute(2, 1, 3, 0, 4)
         v_bias = self.kv_ca.bias[d:]  # Σ_t p_t (v_t + c) = Σ_t p_t v_t + c: into out_ca's bias
         out_bias = self.out_ca.bias + torch.matmul(v_bias, self.out_ca.weight)  # (E, d)
-        att = torch.baddbmm(out_bias.unsqueeze(1), att.reshape(e, b * q, d), self.out_ca.weight)
-        h = h + self.drop(att.view(e, b, q, d))  # broadcasts (E, 1, q, d) queries to (E, b, q, d)
+        att = torch.baddbmm(out_bias.unsqueeze(1), att.reshape(e, -1, d), self.out_ca.weight)
+        h = h + self.drop(att.view(e, -1, q, d))  # broadcasts (E, 1, q, d) queries to (E, b, q, d)
         # feed-forward
         return h + self.drop(self.ff2(self.drop(F.gelu(normed_linear(h, self.norm_ff, self.ff1)))))
 
@@ -131,7 +129,7 @@ class MixtureOfQFormers(nn.Module):
         # additive key mask, built once for every block, already the size of the scores' last two axes
         # (a broadcast over whole (E·q, t) planes is several times cheaper on CPU than one over rows)
         attn_bias = torch.zeros_like(x[..., 0]).masked_fill(~mask, torch.finfo(x.dtype).min)  # (b, t)
-        attn_bias = attn_bias[None, :, None, :].expand(1, b, e * q, x.shape[1])
+        attn_bias = attn_bias[None, :, None, :].expand(1, -1, e * q, -1)
         # (E, 1, q, d): the same for every sample until the first cross-attention
         h = self.queries.unsqueeze(1)
         if self.training:  # per-sample dropout masks in the first block, as with any other token
