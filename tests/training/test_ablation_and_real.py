@@ -69,8 +69,14 @@ def test_real_mosi_text_frozen_minilm_learns(shared_data: Path, tmp_path: Path):
 
 @pytest.mark.slow
 def test_real_mosi_finetuned_minilm_beats_the_ridge_probe(shared_data: Path, tmp_path: Path):
-    """Run 1 of issue 3 (about 2.5 CPU-minutes): fine-tuned MiniLM inside FINE vs the frozen-MiniLM
-    ridge probe (Non0 Acc-2 79.9, Non0 F1 80.0, MAE 0.958, Corr 0.704, Acc-7 29.0 on the same split)."""
+    """Run 1 of issue 3 (about 2.5 CPU-minutes a seed): fine-tuned MiniLM inside FINE vs the frozen-MiniLM
+    ridge probe (Non0 Acc-2 79.9, Non0 F1 80.0, MAE 0.958, Corr 0.704, Acc-7 29.0 on the same split).
+
+    Mean of three seeds (the default and 1, 2): a single 3-epoch run swings by several points with the
+    dropout masks alone. Two numerically equivalent graphs (same outputs and gradients to 1e-6) gave
+    Non0 Acc-2 83.5 vs 79.0 on the default seed; over the three seeds 83.6 vs 81.9."""
+    import statistics
+
     from app.cli import main as fine
 
     out = tmp_path / "mosi-ft"
@@ -84,8 +90,11 @@ def test_real_mosi_finetuned_minilm_beats_the_ridge_probe(shared_data: Path, tmp
         "small",
     ]
     argv += ["--text-encoder", "packaged:minilm", "--finetune-text", "--lr-text", "5e-5", "--epochs", "3"]
-    argv += ["--patience", "2", "--max-text-len", "64", "--threads", "1"]
+    argv += ["--patience", "2", "--max-text-len", "64", "--threads", "1", "--seeds", "1111,1,2"]
     assert fine(argv) == 0
-    test = json.loads((out / "metrics.json").read_text())["test"]
+    runs = [json.loads((out / f"seed-{s}" / "metrics.json").read_text())["test"] for s in (1111, 1, 2)]
+    test = {
+        k: statistics.fmean(r[k] for r in runs) for k in ("Non0_acc_2", "Non0_F1", "Acc_7", "MAE", "Corr")
+    }
     assert test["Non0_acc_2"] > 0.799 and test["Non0_F1"] > 0.800 and test["Acc_7"] > 0.290
     assert test["MAE"] < 0.958 and test["Corr"] > 0.704
