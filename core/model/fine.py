@@ -10,7 +10,7 @@ Data flow for each modality m (b batch, t time, q queries, d width, f FTRE width
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,7 @@ from core.config import MODALITIES, FineConfig
 from core.model.ftre import FTRE, FTREOutput
 from core.model.fusion import FusionTransformer, Heads
 from core.model.layers import sinusoidal_positions
-from core.model.qformer import MixtureOfQFormers
+from core.model.qformer import MixtureOfQFormers, mixture_of_qformers
 from core.text_encoder import TextEncoder
 
 
@@ -35,6 +35,14 @@ class ModalityFeatures:
     present: Tensor  # (b,) bool, effective presence
 
 
+class EmbeddedSequence(NamedTuple):
+    """A modality's MoQ input: sequence (b, t, d), key mask (b, t), effective presence (b,)."""
+
+    h: Tensor
+    mask: Tensor
+    present: Tensor
+
+
 @dataclass
 class FineOutput:
     score: Tensor  # (b,) multimodal prediction
@@ -44,7 +52,11 @@ class FineOutput:
 
 
 class ModalityEncoder(nn.Module):
-    """Projection + positions + MoQ + FTRE for one modality. One class; modality is data."""
+    """One modality's projection + positions, MoQ and FTRE (one class; modality is data).
+
+    ``forward`` embeds the modality's sequence for its MoQ; the MoQs of all modalities then run together
+    (:func:`~core.model.qformer.mixture_of_qformers`, one batched computation for all of them) and
+    :meth:`tokens` finishes the modality (absent tokens, FTRE). :meth:`encode` is the three in a row."""
 
     def __init__(self, d_in: int, cfg: FineConfig) -> None:
         super().__init__()
@@ -60,12 +72,13 @@ class ModalityEncoder(nn.Module):
         self.absent = nn.Parameter(torch.randn(cfg.moq.num_queries, d) * 0.02)
         self.ftre = FTRE(d, cfg.ftre)
 
-    def forward(self, x: Tensor, mask: Tensor, present: Tensor) -> ModalityFeatures:
+    def forward(self, x: Tensor, mask: Tensor, present: Tensor) -> EmbeddedSequence:
+        """x (b, t, d_in), mask (b, t), present (b,) -> the MoQ's input sequence (b, t, d) and key mask."""
         # Effective presence: a present modality with no valid step is absent.
         present = present & mask.any(dim=1)
         valid = mask & present[:, None]
         # Zero everything that is padding or absent (NaN-safe), and give absent rows a dummy valid key so
-        # attention is always defined; those rows are replaced by the absent tokens below.
+        # attention is always defined; those rows are replaced by the absent tokens in :meth:`tokens`.
         # The standardisation is folded into the input projection, W((x - μ)/σ) + c = (W/σ) x + (c - (W/σ) μ),
         # so it costs nothing per frame. Exact on valid frames; padded frames are zeroed below, and an
         # absent sample's frames never reach an output.
@@ -86,10 +99,19 @@ class ModalityEncoder(nn.Module):
         h = norm(h)
         h = h + sinusoidal_positions(x.shape[1], self.absent.shape[1], x.device, x.dtype)
         h = h * mask[..., None].to(h.dtype)
-        x_hat, gates = self.moq(h, mask)
+        return EmbeddedSequence(h, mask, present)
+
+    def tokens(self, x_hat: Tensor, gates: Tensor, present: Tensor) -> ModalityFeatures:
+        """The MoQ output (b, q, d) -> absent tokens where absent, then the FTRE."""
         absent = self.absent.unsqueeze(0).expand_as(x_hat)
         x_hat = torch.where(present[:, None, None], x_hat, absent)
         return ModalityFeatures(x_hat=x_hat, gates=gates, ftre=self.ftre(x_hat), present=present)
+
+    def encode(self, x: Tensor, mask: Tensor, present: Tensor) -> ModalityFeatures:
+        """This modality alone: :meth:`forward`, its MoQ, :meth:`tokens`."""
+        seq = self(x, mask, present)
+        x_hat, gates = self.moq(seq.h, seq.mask)
+        return self.tokens(x_hat, gates, seq.present)
 
 
 class FINE(nn.Module):
@@ -126,12 +148,20 @@ class FINE(nn.Module):
 
     def forward(self, batch: ModalityBatch) -> FineOutput:
         presence = batch.presence.to(torch.bool)
-        feats: dict[str, ModalityFeatures] = {}
+        seqs: dict[str, EmbeddedSequence] = {}
         for i, m in enumerate(MODALITIES):
             x, mask = batch.features[m], batch.masks[m].to(torch.bool)
             if m == "text" and self.text_encoder is not None:
                 x = self.encode_text(x, mask & presence[:, i : i + 1])
-            feats[m] = self.encoders[m](x.float(), mask, presence[:, i])
+            seqs[m] = self.encoders[m](x.float(), mask, presence[:, i])
+        encoders = [cast(ModalityEncoder, self.encoders[m]) for m in MODALITIES]
+        x_hats, gates = mixture_of_qformers(
+            [enc.moq for enc in encoders], [seqs[m].h for m in MODALITIES], [seqs[m].mask for m in MODALITIES]
+        )
+        feats = {
+            m: enc.tokens(x_hat, g, seqs[m].present)
+            for m, enc, x_hat, g in zip(MODALITIES, encoders, x_hats, gates, strict=True)
+        }
         cls = self.fusion([feats[m].ftre.tokens for m in MODALITIES])  # (b, 3, d)
         score, unimodal = self.heads(cls)
         return FineOutput(score=score, unimodal=unimodal, fused=cls.flatten(1), modalities=feats)

@@ -209,6 +209,40 @@ def test_qformer_block_equals_the_plain_per_expert_block(query_batch):
     assert float((blk(h, *blk.keys_values(seq), bias) - ref).abs().max()) < 2e-5
 
 
+@pytest.mark.parametrize("training", [False, True])
+def test_modalities_moqs_run_together_equal_each_run_alone(training):
+    """FINE runs the three modalities' MoQs as one stacked computation; it must equal running each alone
+    (sequences of different lengths, padding, trained-looking parameters), values and gradients."""
+    from core.model.qformer import MixtureOfQFormers, mixture_of_qformers
+
+    torch.manual_seed(0)
+    cfg = MoQConfig(num_experts=3, num_queries=5, num_blocks=2, num_heads=4, dropout=0.0)
+    moqs = [MixtureOfQFormers(32, cfg).train(training) for _ in range(3)]
+    with torch.no_grad():
+        for moq in moqs:
+            for name, p in moq.named_parameters():
+                if "norm" in name:
+                    p.normal_(1.0 if name.endswith("weight") else 0.0, 0.5)
+                elif name.endswith("bias"):
+                    p.normal_(0.0, 0.5)
+    xs = [torch.randn(4, t, 32, requires_grad=True) for t in (9, 6, 11)]
+    masks = [torch.ones(4, t, dtype=torch.bool) for t in (9, 6, 11)]
+    masks[0][1, 5:] = False
+    masks[2][3, 2:] = False
+    alone = [moq(x, mk) for moq, x, mk in zip(moqs, xs, masks)]
+    together, gates = mixture_of_qformers(moqs, xs, masks)
+    for (x_hat, g), x_hat2, g2 in zip(alone, together, gates):
+        assert x_hat2.shape == (4, 5, 32)
+        assert float((x_hat - x_hat2).detach().abs().max()) < 1e-5
+        assert torch.equal(g, g2)
+    w = torch.randn(4, 5, 32)
+    wrt = [*xs, *moqs[1].parameters()]
+    grads_alone = torch.autograd.grad(sum((x_hat * w).sum() for x_hat, _ in alone), wrt)
+    grads_together = torch.autograd.grad(sum((x_hat * w).sum() for x_hat in together), wrt)
+    for ga, gt in zip(grads_alone, grads_together):
+        assert float((ga - gt).abs().max()) <= 1e-4 * (1.0 + float(ga.abs().max()))
+
+
 @torch.no_grad()
 @pytest.mark.parametrize("layers", [1, 2])
 def test_fusion_last_layer_for_cls_rows_only_equals_the_full_encoder(layers):
