@@ -52,11 +52,11 @@ class FineOutput:
 
 
 class ModalityEncoder(nn.Module):
-    """One modality's projection + positions, MoQ and FTRE (one class; modality is data).
+    """One modality's projection + positions, MoQ, absent tokens and FTRE (one class; modality is data).
 
-    ``forward`` embeds the modality's sequence for its MoQ; the MoQs of all modalities then run together
-    (:func:`~core.model.qformer.mixture_of_qformers`, one batched computation for all of them) and
-    :meth:`tokens` finishes the modality (absent tokens, FTRE). :meth:`encode` is the three in a row."""
+    ``forward`` embeds the modality's sequence for its MoQ. The MoQs of all modalities then run as one
+    batched computation (:func:`~core.model.qformer.mixture_of_qformers`) on the parameters that each
+    modality's encoder owns; FINE applies the absent tokens and each modality's FTRE."""
 
     def __init__(self, d_in: int, cfg: FineConfig) -> None:
         super().__init__()
@@ -101,18 +101,6 @@ class ModalityEncoder(nn.Module):
         h = h * mask[..., None].to(h.dtype)
         return EmbeddedSequence(h, mask, present)
 
-    def tokens(self, x_hat: Tensor, gates: Tensor, present: Tensor) -> ModalityFeatures:
-        """The MoQ output (b, q, d) -> absent tokens where absent, then the FTRE."""
-        absent = self.absent.unsqueeze(0).expand_as(x_hat)
-        x_hat = torch.where(present[:, None, None], x_hat, absent)
-        return ModalityFeatures(x_hat=x_hat, gates=gates, ftre=self.ftre(x_hat), present=present)
-
-    def encode(self, x: Tensor, mask: Tensor, present: Tensor) -> ModalityFeatures:
-        """This modality alone: :meth:`forward`, its MoQ, :meth:`tokens`."""
-        seq = self(x, mask, present)
-        x_hat, gates = self.moq(seq.h, seq.mask)
-        return self.tokens(x_hat, gates, seq.present)
-
 
 class FINE(nn.Module):
     """The full inference graph. ``forward(batch) -> FineOutput``; no state is kept between calls."""
@@ -155,14 +143,18 @@ class FINE(nn.Module):
                 x = self.encode_text(x, mask & presence[:, i : i + 1])
             seqs[m] = self.encoders[m](x.float(), mask, presence[:, i])
         encoders = [cast(ModalityEncoder, self.encoders[m]) for m in MODALITIES]
-        x_hats, gates = mixture_of_qformers(
+        x_hat, gates = mixture_of_qformers(
             [enc.moq for enc in encoders], [seqs[m].h for m in MODALITIES], [seqs[m].mask for m in MODALITIES]
-        )
+        )  # (3, b, q, d)
+        present = torch.stack([seqs[m].present for m in MODALITIES])  # (3, b)
+        absent = torch.stack([enc.absent for enc in encoders]).unsqueeze(1)  # (3, 1, q, d)
+        x_hat = torch.where(present[:, :, None, None], x_hat, absent)
+        ftre = [enc.ftre(x) for enc, x in zip(encoders, x_hat.unbind(0), strict=True)]
         feats = {
-            m: enc.tokens(x_hat, g, seqs[m].present)
-            for m, enc, x_hat, g in zip(MODALITIES, encoders, x_hats, gates, strict=True)
+            m: ModalityFeatures(x_hat=x_hat[i], gates=gates[i], ftre=ftre[i], present=present[i])
+            for i, m in enumerate(MODALITIES)
         }
-        cls = self.fusion([feats[m].ftre.tokens for m in MODALITIES])  # (b, 3, d)
+        cls = self.fusion(torch.stack([f.tokens for f in ftre]))  # (b, 3, d)
         score, unimodal = self.heads(cls)
         return FineOutput(score=score, unimodal=unimodal, fused=cls.flatten(1), modalities=feats)
 

@@ -32,14 +32,12 @@ class FusionTransformer(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, cfg.num_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)
 
-    def forward(self, tokens: list[Tensor]) -> Tensor:
-        """tokens: M tensors ``(b, q, d)`` -> CLS outputs ``(b, M, d)``."""
-        b, q, _ = tokens[0].shape
-        seq = []
-        for i, tok in enumerate(tokens):
-            cls = self.cls[i].expand(b, 1, -1)
-            seq.append(torch.cat([cls, tok], dim=1) + self.modality_emb[i])
-        h = torch.cat(seq, dim=1)  # (b, M·(1+q), d)
+    def forward(self, tokens: Tensor) -> Tensor:
+        """tokens: ``(M, b, q, d)``, the modalities' tokens stacked -> CLS outputs ``(b, M, d)``."""
+        _, b, q, _ = tokens.shape
+        cls = self.cls[:, None, None, :].expand(-1, b, 1, -1)
+        h = torch.cat([cls, tokens], dim=2) + self.modality_emb[:, None, None, :]  # (M, b, 1+q, d)
+        h = h.transpose(0, 1).flatten(1, 2)  # (b, M·(1+q), d): [CLS_1, tokens_1, CLS_2, ...]
         *inner, last = self.encoder.layers
         for layer in inner:
             h = encoder_layer(cast(nn.TransformerEncoderLayer, layer), h)

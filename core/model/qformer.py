@@ -206,11 +206,11 @@ class MixtureOfQFormers(nn.Module):
 
 def mixture_of_qformers(
     moqs: Sequence[MixtureOfQFormers], xs: Sequence[Tensor], masks: Sequence[Tensor]
-) -> tuple[list[Tensor], list[Tensor]]:
+) -> tuple[Tensor, list[Tensor]]:
     """Run the MoQs of M modalities (same config, as every FINE builds them) as one computation.
 
     xs[i] (b, t_i, d) and masks[i] (b, t_i): modality i's projected sequence and key mask (t may differ
-    between modalities). Returns, per modality, x_hat (b, q, d) and the gates (b, E).
+    between modalities). Returns x_hat (M, b, q, d) and, per modality, the gates (b, E).
     """
     first = moqs[0]
     e, q, d = first.experts, first.num_queries, first.d
@@ -247,5 +247,4 @@ def mixture_of_qformers(
     mixed = (g_all[:, :, None, None] * F.layer_norm(h, (d,))).view(m, e, -1, q, d).sum(1)  # (M, b, q, d)
     gamma = torch.stack([moq.out_norm.weight for moq in moqs])[:, None, None, :]
     beta = torch.stack([moq.out_norm.bias for moq in moqs])[:, None, None, :]
-    out = mixed * gamma + beta
-    return list(out.unbind(0)) if m > 1 else [out[0]], gates
+    return mixed * gamma + beta, gates

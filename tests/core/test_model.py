@@ -230,8 +230,8 @@ def test_modalities_moqs_run_together_equal_each_run_alone(training):
     masks[0][1, 5:] = False
     masks[2][3, 2:] = False
     alone = [moq(x, mk) for moq, x, mk in zip(moqs, xs, masks)]
-    together, gates = mixture_of_qformers(moqs, xs, masks)
-    for (x_hat, g), x_hat2, g2 in zip(alone, together, gates):
+    together, gates = mixture_of_qformers(moqs, xs, masks)  # (3, b, q, d), per modality (b, E)
+    for (x_hat, g), x_hat2, g2 in zip(alone, together.unbind(0), gates):
         assert x_hat2.shape == (4, 5, 32)
         assert float((x_hat - x_hat2).detach().abs().max()) < 1e-5
         assert torch.equal(g, g2)
@@ -256,4 +256,4 @@ def test_fusion_last_layer_for_cls_rows_only_equals_the_full_encoder(layers):
         for i, t in enumerate(tokens)
     ]
     full = fusion.norm(fusion.encoder(torch.cat(seq, 1)))[:, ::5]  # every token through every layer
-    assert float((fusion(tokens) - full).abs().max()) < 1e-5
+    assert float((fusion(torch.stack(tokens)) - full).abs().max()) < 1e-5
