@@ -236,9 +236,7 @@ def mixture_of_qformers(
     h = torch.cat([moq.queries for moq in moqs]).unsqueeze(1) if m > 1 else first.queries.unsqueeze(1)
     if training:  # per-sample dropout masks in the first block, as with any other token
         h = h.expand(-1, b, -1, -1)
-    for layer in zip(*blocks, strict=True):
-        weights = [blk.expert_weights() for blk in layer]
-        w = weights[0] if m == 1 else {k: torch.cat([wi[k] for wi in weights]) for k in weights[0]}
+    for layer, w in zip(zip(*blocks, strict=True), _stacked_weights(moqs), strict=True):
         cross = [(*blk.keys_values(seq), bias) for blk, seq, bias in zip(layer, seqs, biases, strict=True)]
         h = qformer_block(w, h, cross, size, layer[0].drop.p, training)
     gates = [moq.gates(x, mk) for moq, x, mk in zip(moqs, xs, masks, strict=True)]
@@ -248,3 +246,36 @@ def mixture_of_qformers(
     gamma = torch.stack([moq.out_norm.weight for moq in moqs])[:, None, None, :]
     beta = torch.stack([moq.out_norm.bias for moq in moqs])[:, None, None, :]
     return mixed * gamma + beta, gates
+
+
+def _stacked_weights(moqs: Sequence[MixtureOfQFormers]) -> list[dict[str, Tensor]]:
+    """Per block, the :meth:`QFormerBlock.expert_weights` of every modality concatenated on the expert axis.
+
+    In eager inference (no autograd, eval mode) the result is cached on the first MoQ and reused while no
+    parameter changes (keyed on the parameters' storage and in-place version counters): the folds and the
+    concatenation copy about 20 MB at the defaults, which would otherwise dominate a batch-1 call. An
+    exported graph folds them to constants anyway, so tracing never uses the cache. (An edit through
+    ``param.data``, which bypasses the version counter, is not seen: change parameters in place under
+    ``torch.no_grad()`` as optimisers and ``load_state_dict`` do.)
+    """
+    cacheable = not (
+        torch.is_grad_enabled()
+        or moqs[0].training
+        or torch.jit.is_tracing()
+        or torch.onnx.is_in_onnx_export()
+    )
+    key: tuple[object, ...] = ()
+    if cacheable:
+        key = tuple((id(moq), p.data_ptr(), p._version) for moq in moqs for p in moq.blocks.parameters())
+        cached = moqs[0].__dict__.get("_stacked_cache")
+        if cached is not None and cached[0] == key:
+            return cast(list[dict[str, Tensor]], cached[1])
+    stacked = []
+    for layer in zip(*(cast(list[QFormerBlock], list(moq.blocks)) for moq in moqs), strict=True):
+        weights = [blk.expert_weights() for blk in layer]
+        stacked.append(
+            weights[0] if len(weights) == 1 else {k: torch.cat([w[k] for w in weights]) for k in weights[0]}
+        )
+    if cacheable:
+        moqs[0].__dict__["_stacked_cache"] = (key, stacked)
+    return stacked

@@ -243,6 +243,30 @@ def test_modalities_moqs_run_together_equal_each_run_alone(training):
         assert float((ga - gt).abs().max()) <= 1e-4 * (1.0 + float(ga.abs().max()))
 
 
+def test_cached_inference_weights_follow_parameter_changes():
+    """Eager inference caches the stacked Q-Former weights; any in-place change of a parameter (an optimiser
+    step, load_state_dict) must be seen by the next call, exactly as without the cache."""
+    torch.manual_seed(0)
+    model = FINE(small_config()).eval()
+    batch = random_batch()
+    with torch.inference_mode():
+        first = model(batch).score
+        assert torch.equal(model(batch).score, first)  # served from the cache
+    with torch.no_grad():
+        model.encoders["audio"].moq.blocks[-1].ff2.weight.mul_(3.0)
+    with torch.inference_mode():
+        changed = model(batch).score
+    reference = model(batch).score.detach()  # autograd on: computed without the cache
+    assert float((changed - first).abs().max()) > 1e-4
+    assert float((changed - reference).abs().max()) < 1e-6
+    fresh = FINE(small_config()).eval()
+    fresh.load_state_dict(model.state_dict())
+    model.load_state_dict(FINE(small_config()).state_dict())
+    with torch.inference_mode():
+        assert float((model(batch).score - changed).abs().max()) > 1e-4
+        assert float((fresh(batch).score - changed).abs().max()) < 1e-6
+
+
 @torch.no_grad()
 @pytest.mark.parametrize("layers", [1, 2])
 def test_fusion_last_layer_for_cls_rows_only_equals_the_full_encoder(layers):
