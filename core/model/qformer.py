@@ -251,12 +251,11 @@ def mixture_of_qformers(
 def _stacked_weights(moqs: Sequence[MixtureOfQFormers]) -> list[dict[str, Tensor]]:
     """Per block, the :meth:`QFormerBlock.expert_weights` of every modality concatenated on the expert axis.
 
-    In eager inference (no autograd, eval mode) the result is cached on the first MoQ and reused while no
-    parameter changes (keyed on the parameters' storage and in-place version counters): the folds and the
-    concatenation copy about 20 MB at the defaults, which would otherwise dominate a batch-1 call. An
-    exported graph folds them to constants anyway, so tracing never uses the cache. (An edit through
-    ``param.data``, which bypasses the version counter, is not seen: change parameters in place under
-    ``torch.no_grad()`` as optimisers and ``load_state_dict`` do.)
+    In eager inference (no autograd, eval mode) the result is cached on the first MoQ and reused while the
+    parameters are unchanged: the folds and the concatenation copy about 20 MB at the defaults, which would
+    otherwise dominate a batch-1 call. The key is each parameter's storage, in-place version counter and
+    sum (the sums catch in-place updates that bypass the version counter: ``param.data`` edits, fused
+    optimisers). An exported graph folds these weights to constants anyway, so tracing never caches.
     """
     cacheable = not (
         torch.is_grad_enabled()
@@ -265,11 +264,14 @@ def _stacked_weights(moqs: Sequence[MixtureOfQFormers]) -> list[dict[str, Tensor
         or torch.onnx.is_in_onnx_export()
     )
     key: tuple[object, ...] = ()
+    sums = torch.empty(0)
     if cacheable:
+        params = [p for moq in moqs for p in moq.blocks.parameters()]
         key = tuple((id(moq), p.data_ptr(), p._version) for moq in moqs for p in moq.blocks.parameters())
+        sums = torch.stack([p.sum() for p in params])
         cached = moqs[0].__dict__.get("_stacked_cache")
-        if cached is not None and cached[0] == key:
-            return cast(list[dict[str, Tensor]], cached[1])
+        if cached is not None and cached[0] == key and torch.equal(cached[1], sums):
+            return cast(list[dict[str, Tensor]], cached[2])
     stacked = []
     for layer in zip(*(cast(list[QFormerBlock], list(moq.blocks)) for moq in moqs), strict=True):
         weights = [blk.expert_weights() for blk in layer]
@@ -277,5 +279,5 @@ def _stacked_weights(moqs: Sequence[MixtureOfQFormers]) -> list[dict[str, Tensor
             weights[0] if len(weights) == 1 else {k: torch.cat([w[k] for w in weights]) for k in weights[0]}
         )
     if cacheable:
-        moqs[0].__dict__["_stacked_cache"] = (key, stacked)
+        moqs[0].__dict__["_stacked_cache"] = (key, sums, stacked)
     return stacked

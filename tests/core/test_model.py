@@ -245,7 +245,8 @@ def test_modalities_moqs_run_together_equal_each_run_alone(training):
 
 def test_cached_inference_weights_follow_parameter_changes():
     """Eager inference caches the stacked Q-Former weights; any in-place change of a parameter (an optimiser
-    step, load_state_dict) must be seen by the next call, exactly as without the cache."""
+    step, a fused one included, load_state_dict, an edit through ``.data``) must be seen by the next call,
+    exactly as without the cache."""
     torch.manual_seed(0)
     model = FINE(small_config()).eval()
     batch = random_batch()
@@ -259,6 +260,21 @@ def test_cached_inference_weights_follow_parameter_changes():
     reference = model(batch).score.detach()  # autograd on: computed without the cache
     assert float((changed - first).abs().max()) > 1e-4
     assert float((changed - reference).abs().max()) < 1e-6
+    model.encoders["text"].moq.blocks[0].qkv.weight.data[0, 0, :5] += 1.0  # no version bump
+    with torch.inference_mode():
+        edited = model(batch).score
+    assert float((edited - changed).abs().max()) > 1e-6
+    assert float((edited - model(batch).score.detach()).abs().max()) < 1e-6
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)  # updates without version bumps
+    model.train()
+    model(batch).score.pow(2).sum().backward()
+    opt.step()
+    model.eval()
+    with torch.inference_mode():
+        stepped = model(batch).score
+    assert float((stepped - edited).abs().max()) > 1e-4
+    assert float((stepped - model(batch).score.detach()).abs().max()) < 1e-6
+    changed = stepped
     fresh = FINE(small_config()).eval()
     fresh.load_state_dict(model.state_dict())
     model.load_state_dict(FINE(small_config()).state_dict())
