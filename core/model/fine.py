@@ -78,7 +78,7 @@ class ModalityEncoder(nn.Module):
         present = present & mask.any(dim=1)
         valid = mask & present[:, None]
         # Zero everything that is padding or absent (NaN-safe), and give absent rows a dummy valid key so
-        # attention is always defined; those rows are replaced by the absent tokens in :meth:`tokens`.
+        # attention is always defined; those rows are replaced by the absent tokens in ``FINE.forward``.
         # The standardisation is folded into the input projection, W((x - μ)/σ) + c = (W/σ) x + (c - (W/σ) μ),
         # so it costs nothing per frame. Exact on valid frames; padded frames are zeroed below, and an
         # absent sample's frames never reach an output.
