@@ -83,15 +83,3 @@ def fold_norm(norm: ExpertLayerNorm, lin: ExpertLinear, scale: float = 1.0) -> t
     if scale != 1.0:
         weight, bias = weight * scale, bias * scale
     return weight, bias
-
-
-def normed_linear(x: Tensor, norm: ExpertLayerNorm, lin: ExpertLinear, scale: float = 1.0) -> Tensor:
-    """``scale · lin(norm(x))`` for ``(E, b, n, d)`` with the norm's per-expert affine (and the scale) folded
-    into the map (:func:`fold_norm`): one LayerNorm without affine and one batched GEMM instead of
-    LayerNorm, Mul, Add and the GEMM (the folded weights are a few kFLOP, and constants in an exported
-    graph). Exact up to float rounding; the parameters stay those of the two modules.
-    """
-    e, d, d_out = lin.weight.shape
-    weight, bias = fold_norm(norm, lin, scale)
-    y = torch.baddbmm(bias, nn.functional.layer_norm(x, (d,)).reshape(e, -1, d), weight)
-    return y.view(e, -1, x.shape[2], d_out)

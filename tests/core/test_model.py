@@ -135,7 +135,12 @@ def test_config_rejects_unknown_keys_and_bad_values():
 
 @torch.no_grad()
 def test_folded_layer_norm_affine_equals_norm_then_linear():
-    from core.model.layers import ExpertLayerNorm, ExpertLinear, normed_linear
+    from core.model.layers import ExpertLayerNorm, ExpertLinear, fold_norm
+
+    def normed_linear(x, norm, lin):  # how the Q-Former blocks apply fold_norm's weights
+        weight, bias = fold_norm(norm, lin)
+        y = torch.baddbmm(bias, torch.nn.functional.layer_norm(x, (16,)).reshape(3, -1, 16), weight)
+        return y.view(3, -1, x.shape[2], 40)
 
     torch.manual_seed(0)
     norm, lin = ExpertLayerNorm(3, 16), ExpertLinear(3, 16, 40)
