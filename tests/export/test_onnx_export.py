@@ -11,8 +11,9 @@ import pytest
 from core.config import MODALITIES
 from core.errors import InputError
 from export.compare import compare_runners
-from export.io import input_names
-from export.onnx_export import ExportOptions, export_onnx, fusion_only, read_metadata
+from export.io import fusion_only, input_names
+from export.metadata import read_metadata
+from export.onnx_export import ExportOptions, export_onnx
 from export.runtime.onnxruntime_runner import OnnxRuntimeRunner
 from export.runtime.torch_runner import TorchRunner
 from tests.export.conftest import LENGTH_CASES, make_batch
