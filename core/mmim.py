@@ -270,9 +270,6 @@ class MMIMLoss(nn.Module):
         total = terms["l1"] + self.cfg.alpha_cpc * terms["cpc"] - self.cfg.beta_ba * terms["ba"]
         return LossOutput(total, {k: v.detach() for k, v in terms.items()})
 
-    def reset_memory(self) -> None:
-        self.memory.clear()
-
 
 # ---------------------------------------------------------------------------------------------------
 # artifacts (same layout as core.artifact: model.safetensors + config.json, architecture "mmim")

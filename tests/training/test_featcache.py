@@ -308,7 +308,8 @@ def test_train_fine_on_the_cache(cache: tuple[Path, dict], one_thread: None) -> 
     from core.features.clip import FeatureExtractors
     from core.features.profile import check_profile
     from core.model import FINE
-    from training.data import collate, iterate_batches
+    from tests.training.helpers import iterate_batches
+    from training.data import collate
     from training.featcache import cache_profile, load_cache
 
     out, _ = cache
