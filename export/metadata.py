@@ -74,14 +74,18 @@ def fine_entries(props: Mapping[str, str]) -> dict[str, str]:
 
 
 def _props_with_onnx(path: str | Path) -> dict[str, str]:
+    return {p.key: p.value for p in load_onnx(path).metadata_props}
+
+
+def load_onnx(path: str | Path) -> Any:
+    """The graph's ``ModelProto`` (weights stored outside it are not loaded), with the ``onnx`` package."""
     try:
         import onnx
     except ImportError:
         raise MissingDependencyError(
-            "reading an .onnx file's metadata needs onnxruntime: pip install 'fine-msa[export]'"
+            f"{path}: reading the graph needs the 'onnx' package: pip install 'fine-msa[export]'"
         ) from None
-    model = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}
+    return onnx.load(str(path), load_external_data=False)
 
 
 def file_digest(path: str | Path, length: int = 16) -> str:

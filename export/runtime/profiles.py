@@ -3,7 +3,8 @@
 Shared by the TensorRT execution provider of onnxruntime (a runtime) and the native engine builder
 (:mod:`export.tensorrt_build`), so both cover the same shapes. A dynamic axis is named in the graph
 (``batch``, ``t_text``, ``t_audio``, ``t_vision``: :func:`export.io.dynamic_axes`) and gets its range
-from ``range_for(axis)``. Reading the graph's inputs needs the ``onnx`` package.
+from ``range_for(axis)``. Reading the graph's inputs needs the ``onnx`` package (the TensorRT
+execution provider and the engine builder only).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from core.errors import MissingDependencyError
+from export.metadata import load_onnx
 
 Range = tuple[int, int, int]
 
@@ -33,15 +34,8 @@ class DefaultRanges:
 
 def graph_inputs(onnx_path: str | Path) -> list[tuple[str, list[int | str]]]:
     """``(name, dims)`` of the ONNX graph inputs; a dynamic dim is its symbolic name."""
-    try:
-        import onnx
-    except ImportError:
-        raise MissingDependencyError(
-            "TensorRT profiles read the graph with the 'onnx' package: pip install 'fine-msa[export]'"
-        ) from None
-    model = onnx.load(str(onnx_path), load_external_data=False)
     out = []
-    for inp in model.graph.input:
+    for inp in load_onnx(onnx_path).graph.input:
         dims: list[int | str] = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
         out.append((inp.name, dims))
     return out
