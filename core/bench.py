@@ -128,7 +128,7 @@ def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fine bench model", description=__doc__)
-    p.add_argument("--model", help="a model directory (default: a fresh FINE with METHOD.md defaults)")
+    p.add_argument("--model", help="a model directory (default: a fresh FINE with docs/METHOD.md defaults)")
     p.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     p.add_argument("--text-len", type=int, default=50)
     p.add_argument("--audio-len", type=int, default=50)

@@ -24,7 +24,7 @@ MODALITY_LETTERS = {"text": "T", "audio": "A", "vision": "V"}
 
 @dataclass(frozen=True)
 class MoQConfig:
-    """Mixture of Q-Formers, one per modality (METHOD.md §1.2).
+    """Mixture of Q-Formers, one per modality (docs/METHOD.md §1.2).
 
     ``enabled=False`` is the "without MoQ" ablation: a single Q-Former, no router, no aux loss.
     """
@@ -34,7 +34,7 @@ class MoQConfig:
     num_queries: int = 8
     num_blocks: int = 2
     num_heads: int = 4
-    # Expert FFN width = ffn_mult · d_model. METHOD.md leaves it open ("a small Q-Former"); 2 halves the
+    # Expert FFN width = ffn_mult · d_model. The paper leaves it open ("a small Q-Former"); 2 halves the
     # experts' FFN work (about a fifth of the model's FLOPs) with no loss measured (README, model latency).
     ffn_mult: int = 2
     dropout: float = 0.1
@@ -54,7 +54,7 @@ class MoQConfig:
 
 @dataclass(frozen=True)
 class FTREConfig:
-    """Factorized task-relevant encoder (METHOD.md §1.3).
+    """Factorized task-relevant encoder (docs/METHOD.md §1.3).
 
     ``enabled=False`` bypasses the factorisation (a linear map of the Q-Former tokens) and with it every
     MI term: the "without FTRE" ablation.
@@ -158,7 +158,7 @@ class FineConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Training objective (METHOD.md §2). Each term can be switched off for ablations.
+    """Training objective (docs/METHOD.md §2). Each term can be switched off for ablations.
 
     ``L_total = L_MP + λ_up·L_UP + λ_cl·L_CL + λ_aux·L_aux + β_mi·L_MI``
     """

@@ -1,4 +1,4 @@
-"""MMIM (Han, Chen, Poria, EMNLP 2021), the baseline we ship beside FINE (METHOD.md §5).
+"""MMIM (Han, Chen, Poria, EMNLP 2021), the baseline we ship beside FINE (docs/METHOD.md §5).
 
 Model: text [CLS] (first token) of the transformer encoder or of pre-computed token embeddings (or,
 with ``text_pool="mean"``, their masked mean through a linear map),

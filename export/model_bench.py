@@ -1,5 +1,5 @@
 """``fine bench model``: parameter counts and CPU forward latency (p50, p95) of FINE at MOSI dims, in
-torch eager and in onnxruntime (the CPU deployment path, ``ARCHITECTURE.md``), batch 1 and 8.
+torch eager and in onnxruntime (the CPU deployment path, ``docs/ARCHITECTURE.md``), batch 1 and 8.
 
 The torch rows come from ``core.bench``; the onnxruntime rows time the same models exported by
 ``export.onnx_export`` (the graph ``fine export`` writes), fed the same shapes. Text encoder excluded by

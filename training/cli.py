@@ -39,7 +39,7 @@ from training.trainer import TrainConfig, Trainer, predict
 log = logging.getLogger(__name__)
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # METHOD.md defaults: E=4, q=8, d=128, 2 Q-Former blocks, 2 fusion layers, 4 heads.
+    # docs/METHOD.md defaults: E=4, q=8, d=128, 2 Q-Former blocks, 2 fusion layers, 4 heads.
     "default": {},
     # A small model for demos, tests and 2-core laptops (ffn_mult 4: the shipped default model's recipe).
     "small": {

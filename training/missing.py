@@ -1,4 +1,4 @@
-"""``fine evaluate --missing``: the two standard missing-modality protocols (METHOD.md §6).
+"""``fine evaluate --missing``: the two standard missing-modality protocols (docs/METHOD.md §6).
 
 (a) **Random frame missing.** For each rate r in 0.0, 0.1, ..., 0.9 and each seed (1111, 1112, 1113),
     every valid step of every modality goes missing with probability r: audio/vision frames are zeroed

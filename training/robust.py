@@ -1,4 +1,4 @@
-"""Training for incomplete input (METHOD.md §6, FSRF ideas): modality and frame dropout, self-distillation.
+"""Training for incomplete input (docs/METHOD.md §6, FSRF ideas): modality and frame dropout, self-distillation.
 
 Three switches, all off by default (then training is exactly the plain FINE training):
 
