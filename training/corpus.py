@@ -9,16 +9,18 @@ project's ``shared/data``)::
                           (the emotion from EmoDB's file code)           boredom -1, anger/fear/sadness/disgust -2
     voice/paa_valence     47 clips with continuous valence in [-1, 1] -> audio only, valence x 3; test only
     faces/grid            11 talking faces reading neutral commands    -> text + audio + face, label 0
+    faces/fer2013         FER-2013 expression images (7 classes)       -> face only, 2 x the class valence
 
-No labelled facial-expression data may be redistributed here, so the face branch only ever sees neutral
-faces: it learns that a face alone says nothing, and its contribution stays near zero (the model card says
-so). Real corpora never pair a labelled transcript with a labelled voice, so the fusion learns to combine
-modalities from **cross-corpus pairs**: a MOSI transcript + an EmoDB voice (+ sometimes a neutral GRID
-face), labelled with the mean of the two labels (the face adds nothing). Pairs are drawn within one split
-(train with train, valid with valid) and never enter the test split, whose samples are single-source so
-that each modality's numbers are honest.
+FER-2013 faces go through the run-time path (upscaled and padded into a frame, FaceMesh, the aligned crop,
+the expression encoder), so the face branch learns from the features it gets live. Real corpora never pair
+a labelled transcript with a labelled voice or face, so the fusion learns to combine modalities from
+**cross-corpus pairs**: a MOSI transcript + an EmoDB voice and/or a face (a labelled FER-2013 face, whose
+label joins the mean, or a neutral GRID face, which does not move it), labelled with the mean of the
+labels. Pairs are drawn within one split (train with train, valid with valid) and never enter the test
+split, whose samples are single-source so that each modality's numbers are honest.
 
-Splits: MOSI's own; EmoDB by speaker (valid: speaker 09; test: speakers 03 and 08); PAA: test; GRID: train.
+Splits: MOSI's own; EmoDB by speaker (valid: speaker 09; test: speakers 03 and 08); PAA: test; GRID: train;
+FER-2013: its own (a random subset of train and valid, the whole test split).
 Features are cached per source under ``cache`` (safetensors + JSON, keyed by the feature profile).
 """
 
@@ -50,6 +52,8 @@ EMODB_OVERSAMPLE = {"happiness": 3, "neutral": 2}  # training split only; see ba
 EMODB_VALID_SPEAKERS = ("09",)
 EMODB_TEST_SPEAKERS = ("03", "08")
 PAIR_SEED = 20261123
+FER_PER_SPLIT = {"train": 4000, "valid": 600}  # test: all 3,589
+FER_FACE_SHARE = 0.8  # of the faces in cross-corpus pairs, this share is a labelled FER face (else GRID)
 
 
 @dataclass(frozen=True)
@@ -218,11 +222,69 @@ def _grid(root: Path, ex: Any) -> list[Sample]:
     return out
 
 
+def _fer_faces(ex: Any, mesh: Any, image: np.ndarray) -> np.ndarray | None:
+    """One FER-2013 image as the run-time path sees a still face: upscaled and padded into a frame,
+    FaceMesh landmarks, geometry + the expression encoder on the aligned crop. ``None``: no face found."""
+    from core.features.vision import Face
+    from training.expression_eval import facemesh_landmarks, upscale_pad
+
+    frame = upscale_pad(image)
+    lm = facemesh_landmarks(mesh, frame)
+    if lm is None:
+        return None
+    pts = np.concatenate([lm, np.zeros((len(lm), 1))], axis=1)
+    return ex.vision.face_features(frame, Face(pts, (0.0, 0.0, 0.0, 0.0)))[0]
+
+
+def _fer(root: Path, ex: Any) -> list[Sample]:
+    """FER-2013 faces, face-only samples labelled 2 x the class valence (happy +2; angry, disgust, fear,
+    sad -2; neutral 0; surprise +0.5): a stratified random FER_PER_SPLIT subset of train and valid, the
+    whole test split. Training faces also appear mirrored (a second frame of the same sample)."""
+    from core.features.expression import EXPRESSIONS, VALENCE
+    from training.expression import load_fer
+    from training.expression_eval import _facemesh
+
+    folder = root / "faces" / "fer2013"
+    if not folder.is_dir():
+        log.warning("no %s: the face branch gets no labelled expressions", folder)
+        return []
+    if not ex.config.vision.expression:
+        return []
+    mesh = _facemesh()
+    out = []
+    rng = np.random.default_rng(PAIR_SEED)
+    try:
+        for split in SPLITS:
+            faces = load_fer(folder, split)
+            n = FER_PER_SPLIT.get(split, len(faces))
+            idx = np.sort(rng.permutation(len(faces))[:n])
+            for i in idx:
+                frames = [faces.images[i]] + ([faces.images[i][:, ::-1].copy()] if split == "train" else [])
+                rows = [f for f in (_fer_faces(ex, mesh, im) for im in frames) if f is not None]
+                if not rows:
+                    continue
+                cls = EXPRESSIONS[int(faces.labels[i])]
+                out.append(
+                    Sample(
+                        id=f"fer/{faces.names[i]}",
+                        features={"text": None, "audio": None, "vision": np.stack(rows)},
+                        label=2.0 * VALENCE[cls],
+                        group="fer",
+                        meta={"source": "fer", "split": split, "emotion": cls},
+                    )
+                )
+    finally:
+        mesh.close()
+    log.info("FER-2013: %d face samples (FaceMesh found a face)", len(out))
+    return out
+
+
 SOURCES: dict[str, Callable[[Path, Any], list[Sample]]] = {
     "mosi": _mosi,
     "emodb": _emodb,
     "paa": _paa,
     "grid": _grid,
+    "fer": _fer,
 }
 
 
@@ -262,14 +324,14 @@ def make_pairs(
     """Cross-corpus multimodal samples (see the module docstring); faces are cut to 1-3 s of frames."""
     if not texts or not voices:
         return []
-    face_rows = [f.features["vision"] for f in faces if f.features.get("vision") is not None]
+    with_face = [f for f in faces if f.features.get("vision") is not None]
+    labelled = [f for f in with_face if f.meta.get("source") == "fer"]
+    neutral = [f for f in with_face if f.meta.get("source") != "fer"]
     out: list[Sample] = []
 
-    def face() -> np.ndarray | None:
-        if not face_rows:
-            return None
-        rows = face_rows[int(rng.integers(len(face_rows)))]
-        return _crop(rows, rng, int(rng.integers(5, 16)))
+    def face() -> Sample | None:
+        pool = labelled if labelled and (not neutral or rng.random() < FER_FACE_SHARE) else neutral
+        return pool[int(rng.integers(len(pool)))] if pool else None
 
     kinds = [
         ("ta", plan.text_audio),
@@ -281,10 +343,13 @@ def make_pairs(
         for i in range(round(mult * len(texts))):
             t = texts[int(rng.integers(len(texts)))] if "t" in kind else None
             a = voices[int(rng.integers(len(voices)))] if "a" in kind else None
-            v = face() if "v" in kind else None
-            if "v" in kind and v is None:
+            f = face() if "v" in kind else None
+            if "v" in kind and f is None:
                 continue
-            labels = [s.label for s in (t, a) if s is not None]
+            v = None if f is None else _crop(f.features["vision"], rng, int(rng.integers(5, 16)))
+            # a GRID face is neutral talk, not a labelled expression: it does not move the label
+            labelled_face = f if f is not None and f.meta.get("source") == "fer" else None
+            labels = [s.label for s in (t, a, labelled_face) if s is not None]
             out.append(
                 Sample(
                     id=f"pair-{kind}/{i}",
@@ -296,7 +361,11 @@ def make_pairs(
                     label=float(np.mean(labels)),
                     text=None if t is None else t.text,
                     group=f"pair-{kind}",
-                    meta={"source": f"pair-{kind}", "of": [s.id for s in (t, a) if s is not None]},
+                    meta={
+                        "source": f"pair-{kind}",
+                        "of": [s.id for s in (t, a, labelled_face) if s is not None],  # the label's parts
+                        **({"face": f.id} if f is not None else {}),
+                    },
                 )
             )
     return out
@@ -329,7 +398,8 @@ def build_splits(
         pool = by_split[split]
         texts = [s for s in pool if s.meta["source"] == "mosi"]
         voices = [s for s in pool if s.meta["source"] == "emodb"]
-        by_split[split] = pool + make_pairs(texts, voices, sources.get("grid", []), plan, rng)
+        faces = sources.get("grid", []) + [s for s in pool if s.meta["source"] == "fer"]
+        by_split[split] = pool + make_pairs(texts, voices, faces, plan, rng)
     dims = {m: int(v["dim"]) for m, v in profile.items() if v is not None}
     return {s: Dataset(f"live:{s}", by_split[s], dims, (-3.0, 3.0), profile) for s in SPLITS}
 

@@ -48,7 +48,8 @@ REBUILD = "fine build-default --data ../shared/data --out app/assets/default_mod
 CARD_DESCRIPTION = (
     "The default model shipped with fine-msa: FINE (small preset) on features this installation computes "
     "live (MiniLM token embeddings of the transcript, 45-d prosody/spectral voice features at 100 fps, "
-    "20-d FaceMesh geometry at 5 fps). Scores are on the CMU-MOSI scale [-3, 3]."
+    "60-d face features at 5 fps: FaceMesh geometry + the FER-2013 expression encoder's probabilities, "
+    "valence and embedding). Scores are on the CMU-MOSI scale [-3, 3]."
 )
 
 TRAINING_DATA: dict[str, str] = {
@@ -58,12 +59,17 @@ TRAINING_DATA: dict[str, str] = {
     "audio": "EmoDB (535 acted German utterances, 10 speakers; happiness +2, neutral 0, boredom -1, "
     "anger/fear/sadness/disgust -2; valid speaker 09, test speakers 03 and 08): the voice learned acted "
     "emotion, not sentiment about a topic. PAA valence clips (47, valence x 3) are a cross-corpus test only.",
-    "vision": "No labelled facial-expression data may be redistributed here: the face branch saw only the "
-    "11 GRID talking faces (neutral read commands, label 0) and neutral faces added to cross-corpus pairs. It "
-    "has learned that a face says nothing about sentiment; expect its contribution to stay near zero.",
-    "fusion": "Real corpora never pair a labelled transcript with a labelled voice, so the fusion learned "
-    "from cross-corpus pairs (a MOSI transcript + an EmoDB voice, sometimes + a neutral GRID face, "
-    "label = the mean of the two labels), drawn within a split. Test numbers use single-source samples.",
+    "vision": "FER-2013 faces (face-only samples, label 2 x the expression's valence: happy +2; angry, "
+    "disgust, fear, sad -2; neutral 0; surprise +0.5; 4000 train / 600 valid images drawn at random, the "
+    "whole test split for testing) seen through the run-time path (FaceMesh, aligned crop, the FER-2013 "
+    "expression encoder in core/features/assets/expression, which was trained on FER-2013 train only), plus "
+    "the 11 GRID talking faces (neutral read commands, label 0). FER-2013's licence is not stated by its "
+    "creators; it is the standard research benchmark (see the encoder's card). Posed, tightly cropped, "
+    "low-resolution gray faces: expect weaker readings on subtle everyday expressions.",
+    "fusion": "Real corpora never pair a labelled transcript with a labelled voice or face, so the fusion "
+    "learned from cross-corpus pairs (a MOSI transcript + an EmoDB voice and/or a face: a FER-2013 face, "
+    "whose label joins the mean, 4 times in 5, else a neutral GRID face, which does not), drawn within a "
+    "split. Test numbers use single-source samples.",
 }
 
 
@@ -132,7 +138,39 @@ def per_source_metrics(model_dir: Path, test: Dataset) -> dict[str, Any]:
                     for e in sorted(set(emotions))
                 }
         out[source] = m
+    fer = [s for s in test.samples if s.meta["source"] == "fer"]
+    if fer:
+        out["fer"] = face_metrics(model, fer, test.feature_dims)
     return out
+
+
+def face_metrics(model: Any, samples: list[Any], feature_dims: dict[str, int]) -> dict[str, Any]:
+    """FER-2013 test faces through the full model, face alone: happy vs angry/disgust/fear/sad AUC and
+    sign accuracy, the spread of the predictions, beside baselines from the same faces: a constant answer
+    (AUC 0.5) and the expression encoder's own valence output (what the face branch starts from)."""
+    from training.data import Dataset
+    from training.expression import NEGATIVE, auc
+    from training.trainer import predict
+
+    part = Dataset("fer", samples, feature_dims)
+    pred, _ = predict(model, part)
+    pred = np.asarray(pred, dtype=np.float64)
+    emotions = np.array([str(s.meta["emotion"]) for s in samples])
+    keep = (emotions == "happy") | np.isin(emotions, NEGATIVE)
+    happy = emotions[keep] == "happy"
+    encoder_valence = np.array([float(s.features["vision"][0, 20 + 7]) for s in samples])
+    return {
+        "n": len(samples),
+        "happy_vs_negative_auc": round(auc(pred[keep], happy), 4),
+        "happy_vs_negative_sign_acc": round(float(np.mean((pred[keep] > 0) == happy)), 4),
+        "prediction_std": round(float(pred.std()), 4),
+        "mean_score_by_emotion": {
+            e: round(float(pred[emotions == e].mean()), 3) for e in sorted(set(emotions))
+        },
+        "baseline_constant_auc": 0.5,
+        "baseline_encoder_valence_auc": round(auc(encoder_valence[keep], happy), 4),
+        "baseline_majority_sign_acc": round(float(max(happy.mean(), 1 - happy.mean())), 4),
+    }
 
 
 def build(args: argparse.Namespace) -> dict[str, Any]:

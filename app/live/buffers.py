@@ -96,10 +96,20 @@ class AudioBuffer:
 @dataclass(frozen=True)
 class FaceResult:
     time: float
-    features: np.ndarray | None  # (20,) or None without a face
+    features: np.ndarray | None  # (d_v,) or None without a face
     for_model: bool  # on the model's frame grid (others only feed the preview)
     face: Face | None
     size: tuple[int, int]  # (w, h) of the analysed frame
+    expression: Expression | None = None  # the expression encoder's reading (vision profile v2)
+
+
+@dataclass(frozen=True)
+class Expression:
+    """What the face panel shows: the top expression class, its probability and the valence in [-1, 1]."""
+
+    label: str
+    probability: float
+    valence: float
 
 
 class VisionTrack:

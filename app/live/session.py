@@ -29,7 +29,7 @@ from typing import Protocol
 import numpy as np
 
 from app.live.asr import AsrUpdate, StreamingASR
-from app.live.buffers import AudioBuffer, FaceResult, VisionTrack
+from app.live.buffers import AudioBuffer, Expression, FaceResult, VisionTrack
 from app.live.config import LiveConfig
 from app.live.sources import AudioSource, SessionClock, SourceEnded, SourceError, VideoFrame, VideoSource
 from app.live.supervise import RateMeter, StageState, Supervisor
@@ -39,7 +39,6 @@ from app.pipeline.timeline import TimelineRow
 from core.features.decode import FrameSampler
 from core.features.text import Word
 from core.features.transcribe import Transcriber
-from core.features.vision import expression_features
 
 log = logging.getLogger(__name__)
 
@@ -340,10 +339,13 @@ class LiveSession:
                 assert isinstance(item, VideoFrame)
                 t0 = time.perf_counter()
                 face = ex.track(item.rgb)
-                feats = None if face is None else expression_features(face.landmarks)
+                feats, expr = (None, None) if face is None else ex.face_features(item.rgb, face)
                 self.vision_busy += time.perf_counter() - t0
                 h, w = item.rgb.shape[:2]
-                self.vision_track.add(FaceResult(item.time, feats, grid.take(item.time), face, (w, h)))
+                reading = None if expr is None else Expression(*expr.top(0), float(expr.valence[0]))
+                self.vision_track.add(
+                    FaceResult(item.time, feats, grid.take(item.time), face, (w, h), reading)
+                )
                 self.vision_track.mark_seen(grid.next_tick - 1e-6)  # no earlier grid frame is coming
                 self.vision_meter.tick()
         finally:

@@ -28,6 +28,7 @@ from core.features.decode import MediaInfo, decode_audio, probe
 from core.features.profile import FeatureProfile, FeatureProfileError, check_profile
 from core.features.vision import VisionFeatures
 from export.runtime import Runner, create_runner, find_model_files
+from export.runtime.expression_runner import expression_backend
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,9 @@ class Scorer:
         check_profile(self.info.profile, self._running_profile())
         self.runner: Runner = create_runner(model, backend, threads=threads)
         self.runner.activate()
+        encoder = self.extractors.vision.expression_encoder if self.info.profile.vision is not None else None
+        if encoder is not None and encoder.backend is None:  # the face encoder on the fusion model's runtime
+            encoder.backend = expression_backend(self.runner.name, find_model_files(model), threads=1)
         log.info("model %s on %s", self.info.model_id, self.runner.describe())
 
     def _running_profile(self) -> FeatureProfile:

@@ -241,6 +241,30 @@ class ContributionsView(QWidget):
         return out
 
 
+class ExpressionView(QLabel):
+    """The face's current expression at the vision rate: top class, its probability and the valence, in
+    green (positive) or red (negative) beside the face contribution of the last utterance."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setTextFormat(Qt.TextFormat.RichText)
+        self.current: tuple[str, float, float] | None = None
+        self.set_face(None)
+
+    def set_face(self, face: FaceResult | None) -> None:
+        e = None if face is None else face.expression
+        if e is None:
+            self.current = None
+            self.setText("<span style='color:#777'>face expression: -</span>")
+            return
+        self.current = (e.label, e.probability, e.valence)
+        colour = "#2ca02c" if e.valence > 0.15 else "#d62728" if e.valence < -0.15 else "#555"
+        self.setText(
+            f"face expression: <b>{html.escape(e.label)}</b> {e.probability:.0%} · "
+            f"valence <b style='color:{colour}'>{e.valence:+.2f}</b>"
+        )
+
+
 class PresenceView(QWidget):
     """Face / voice / words: present (green), idle (grey: device fine, nothing detected), absent (red)."""
 

@@ -51,6 +51,7 @@ from app.pipeline.timeline import TimelineRow, TimelineWriter
 from app.qt.bridge import EngineBridge
 from app.qt.widgets import (
     ContributionsView,
+    ExpressionView,
     LevelMeter,
     PresenceView,
     SentimentPlot,
@@ -110,12 +111,14 @@ class MainWindow(QMainWindow):
         self.video = VideoView()
         self.level = LevelMeter()
         self.presence = PresenceView()
+        self.expression = ExpressionView()
         self.transcript = TranscriptView()
         self.plot = SentimentPlot()
         self.contributions = ContributionsView()
         left = QWidget()
         lv = QVBoxLayout(left)
         lv.addWidget(self.video, 1)
+        lv.addWidget(self.expression)
         lv.addWidget(self.presence)
         lv.addWidget(self.level)
         right = QWidget()
@@ -455,6 +458,7 @@ class MainWindow(QMainWindow):
         if snap.frame is not None and snap.frame is not self._last_frame:
             self._last_frame = snap.frame
             self.video.set_frame(snap.frame.rgb, snap.face)
+            self.expression.set_face(snap.face)
             self._shown.tick()
         elif snap.frame is None and self._last_frame is not None:
             self._last_frame = None

@@ -98,9 +98,12 @@ def _timed(fn: Any) -> float:
 def bench_vision(
     video: Path, frames: int = 150, width: int = 640, height: int = 360, max_faces: int = 1
 ) -> dict[str, Any]:
+    """Per frame: FaceMesh, primary-face selection, geometry, and (profile v2) the aligned gray crop and
+    the expression encoder, each timed on its own; plus the encoder alone on a batch of crops."""
     import cv2
 
     from core.features.decode import iter_video_frames
+    from core.features.expression import align_face, to_gray
     from core.features.vision import (
         VisionFeatureConfig,
         VisionFeatureExtractor,
@@ -115,37 +118,101 @@ def bench_vision(
         raise FineError(f"{video}: no video frames to benchmark")
     ex = VisionFeatureExtractor(VisionFeatureConfig(max_faces=max_faces))
     tracker = ex.tracker
+    encoder = ex.expression_encoder
+    assert encoder is not None
+    size = encoder.config.size
     for img in images[:5]:  # warm-up (graph start, first detection)
         tracker.landmarks(img)
-    t_mesh = t_sel = t_feat = 0.0
+    encoder(np.zeros((1, size, size), dtype=np.uint8))
+    t = dict.fromkeys(("mesh", "select", "geometry", "crop", "encoder"), 0.0)
     found = 0
     previous = None
+    crops = []
     for img in images:
         t0 = time.perf_counter()
         faces = tracker.landmarks(img)
         t1 = time.perf_counter()
         face = select_primary(faces, previous)
         t2 = time.perf_counter()
+        t3 = t4 = t5 = t2
         if face is not None:
             expression_features(face.landmarks)
+            t3 = time.perf_counter()
+            crop = align_face(to_gray(img), face.landmarks, size)
+            t4 = time.perf_counter()
+            encoder(crop)
+            t5 = time.perf_counter()
+            crops.append(crop)
             previous = face.box
             found += 1
-        t3 = time.perf_counter()
-        t_mesh, t_sel, t_feat = t_mesh + t1 - t0, t_sel + t2 - t1, t_feat + t3 - t2
+        for k, dt in zip(t, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+            t[k] += dt
     ex.reset()
     n = len(images)
-    total = t_mesh + t_sel + t_feat
+    total = sum(t.values())
+    batch = np.stack(crops[:32]) if crops else np.zeros((32, size, size), dtype=np.uint8)
+    reps = 5
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        encoder(batch)
+    batch_ms = 1e3 * (time.perf_counter() - t0) / (reps * len(batch))
+    per_face = (t["crop"] + t["encoder"]) / max(found, 1)
+    ort_ms = _encoder_onnxruntime_ms(encoder, crops[:50] or [batch[0]])
     return {
         "frames": n,
         "size": f"{width}x{height}",
         "max_faces": max_faces,
         "faces_found": found,
-        "facemesh_ms": 1e3 * t_mesh / n,
-        "select_ms": 1e3 * t_sel / n,
-        "expression_ms": 1e3 * t_feat / n,
+        "facemesh_ms": 1e3 * t["mesh"] / n,
+        "select_ms": 1e3 * t["select"] / n,
+        "expression_ms": 1e3 * t["geometry"] / n,
+        "crop_ms": 1e3 * t["crop"] / max(found, 1),
+        "encoder_ms": 1e3 * t["encoder"] / max(found, 1),
+        "crop_encoder_faces_per_s": 1.0 / per_face if per_face > 0 else float("inf"),
+        "encoder_batch32_ms_per_face": batch_ms,
+        "encoder_backend": "torch" if encoder.backend is None else type(encoder.backend).__name__,
+        "encoder_onnxruntime_ms": ort_ms,
+        "crop_encoder_onnxruntime_faces_per_s": (
+            1e3 / (1e3 * t["crop"] / max(found, 1) + ort_ms) if ort_ms is not None else None
+        ),
         "total_ms": 1e3 * total / n,
         "fps": n / total,
     }
+
+
+def _encoder_onnxruntime_ms(encoder: Any, crops: list[np.ndarray]) -> float | None:
+    """The expression encoder as ONNX in onnxruntime (one thread), one face at a time: ms per face; ``None``
+    without onnxruntime. (What ``fine export`` writes beside a model as ``expression.onnx``.)"""
+    import tempfile
+
+    import torch
+
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    s = encoder.config.size
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "expression.onnx")
+        torch.onnx.export(
+            encoder.net.eval(),
+            (torch.zeros(1, 1, s, s),),
+            path,
+            input_names=["face"],
+            dynamic_axes={"face": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads, so.log_severity_level = 1, 1, 3
+        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    xs = [c.astype(np.float32)[None, None] for c in crops]
+    for x in xs[:5]:
+        sess.run(None, {"face": x})
+    t0 = time.perf_counter()
+    for x in xs:
+        sess.run(None, {"face": x})
+    return 1e3 * (time.perf_counter() - t0) / len(xs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,6 +273,18 @@ def _report(
             f"vision ({args.video}, {vision['frames']} frames at {vision['size']}, max_faces {vision['max_faces']}, "
             f"face on {vision['faces_found']}): "
             f"{vision['fps']:.0f} fps = {vision['total_ms']:.2f} ms/frame: facemesh {vision['facemesh_ms']:.2f} ms, "
-            f"primary-face selection {vision['select_ms']:.3f} ms, expression features {vision['expression_ms']:.3f} ms "
-            "(decoding excluded)"
+            f"primary-face selection {vision['select_ms']:.3f} ms, geometry {vision['expression_ms']:.3f} ms, "
+            f"aligned crop {vision['crop_ms']:.2f} ms, expression encoder ({vision['encoder_backend']}) "
+            f"{vision['encoder_ms']:.2f} ms per face (decoding excluded)"
         )
+        print(
+            f"crop + expression encoder: {vision['crop_encoder_faces_per_s']:.0f} faces/s one at a time "
+            f"(target >= 100 on one core); encoder alone in batches of 32: "
+            f"{vision['encoder_batch32_ms_per_face']:.2f} ms per face"
+        )
+        if vision["encoder_onnxruntime_ms"] is not None:
+            print(
+                f"expression encoder in onnxruntime (what 'fine export' deploys): "
+                f"{vision['encoder_onnxruntime_ms']:.2f} ms per face; crop + encoder "
+                f"{vision['crop_encoder_onnxruntime_faces_per_s']:.0f} faces/s"
+            )

@@ -18,7 +18,7 @@ from core.features.decode import decode_audio, probe
 from core.features.profile import FeatureProfile
 from core.features.text import TextFeatureConfig, TextFeatureExtractor, Transcript
 from core.features.transcribe import Transcriber
-from core.features.vision import VisionFeatureConfig, VisionFeatureExtractor
+from core.features.vision import GEOMETRY_VERSION, VisionFeatureConfig, VisionFeatureExtractor
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ class ExtractorConfig:
             vision = VisionFeatureConfig(
                 fps=profile.vision.frame_rate or vision.fps,
                 max_faces=int(profile.vision.options.get("max_faces", vision.max_faces)),
+                expression=profile.vision.version != GEOMETRY_VERSION,  # v1 models: geometry only
             )
         if profile.text is not None:
             o = profile.text.options
@@ -68,7 +69,7 @@ class ClipFeatures:
     """Arrays of one clip. ``None`` where a modality has no data at all; ``presence`` is what the model sees."""
 
     audio: np.ndarray | None  # (n_a, 45) every frame, also when silent
-    vision: np.ndarray | None  # (n_v, 20) every sampled frame, zeros where no face
+    vision: np.ndarray | None  # (n_v, d_v) every sampled frame, zeros where no face
     vision_present: np.ndarray | None  # (n_v,) bool
     vision_times: np.ndarray | None  # (n_v,) seconds
     text: np.ndarray | None  # (t, d) token embeddings

@@ -2,8 +2,13 @@
 
 Stages (each a method, so the benchmark can time them): :meth:`FaceMeshTracker.landmarks` (detection +
 468 landmarks, tracking between frames), :func:`select_primary` (one face, chosen stably),
-:func:`expression_features` (20 numbers). :class:`VisionFeatureExtractor` runs them per frame for live use
-and over a whole file offline, through the same ``process`` method.
+:func:`expression_features` (20 geometric numbers) and, from profile version 2 on, the FER-2013 expression
+encoder (:mod:`core.features.expression`) on a gray crop aligned by the landmarks: 7 class probabilities,
+a valence and a 32-d embedding beside the geometry (60 numbers per frame). :class:`VisionFeatureExtractor`
+runs them per frame for live use and over a whole file offline, through the same ``process`` method.
+
+Version 1 (geometry only, 20-d) is still computed for models trained on it: ``expression=False``, which
+``ExtractorConfig.from_profile`` picks from such a model's profile, so older models keep working.
 
 Expression features are measured in a face-centred frame: origin at the nose bridge (landmark 168),
 x from the right to the left outer eye corner, y from the subnasale up to the bridge (orthogonalised),
@@ -23,12 +28,14 @@ import numpy as np
 
 from core.errors import MissingDependencyError
 from core.errors import check as _check
+from core.features.expression import ExpressionEncoder, ExpressionOutput, align_face, load_encoder, to_gray
 from core.features.profile import ModalityProfile
 
 log = logging.getLogger(__name__)
 
 NAME = "fine-facemesh-expression"
-VERSION = "1"
+VERSION = "2"  # geometry + FER-2013 expression encoder
+GEOMETRY_VERSION = "1"  # geometry only (models trained before the expression encoder)
 
 FEATURES: tuple[str, ...] = (
     "mouth_width",
@@ -72,6 +79,7 @@ class VisionFeatureConfig:
     min_detection_confidence: float = 0.5
     min_tracking_confidence: float = 0.5
     min_present: float = 0.0  # a clip's vision is present when more than this fraction of frames has a face
+    expression: bool = True  # add the expression encoder's outputs (profile v2); False: geometry only (v1)
 
     def __post_init__(self) -> None:
         _check(0 < self.fps <= 120, f"vision.fps must be in (0, 120], got {self.fps}")
@@ -214,7 +222,7 @@ def expression_features(pts: np.ndarray) -> np.ndarray:
 
 @dataclass
 class VisionFeatures:
-    features: np.ndarray  # (n, 20) float32; zeros on frames without a face
+    features: np.ndarray  # (n, dim) float32 (20 in v1, 60 in v2); zeros on frames without a face
     present: np.ndarray  # (n,) bool: a face was found on the frame
     times: np.ndarray  # (n,) seconds
 
@@ -230,20 +238,37 @@ class VisionFeatures:
 class VisionFeatureExtractor:
     """Per-frame face features with a stable primary face. ``process`` is the live entry point (feed it
     the camera frames that ``core.features.decode.FrameSampler(config.fps)`` keeps, as ``extract_file``
-    does for a file). Not thread-safe: one per stream."""
+    does for a file). Not thread-safe: one per stream. ``encoder``: the expression encoder to use (default:
+    the shipped one, loaded on first use; the export package's runners plug in as its backend)."""
 
     config: VisionFeatureConfig = field(default_factory=VisionFeatureConfig)
+    encoder: ExpressionEncoder | None = None
     _tracker: FaceMeshTracker | None = None
     _previous: tuple[float, float, float, float] | None = None
 
     @property
+    def expression_encoder(self) -> ExpressionEncoder | None:
+        if self.config.expression and self.encoder is None:
+            self.encoder = load_encoder()
+        return self.encoder if self.config.expression else None
+
+    @property
+    def dim(self) -> int:
+        enc = self.expression_encoder
+        return len(FEATURES) + (0 if enc is None else 8 + enc.config.embed_dim)
+
+    @property
     def profile(self) -> ModalityProfile:
+        options: dict[str, Any] = {"max_faces": self.config.max_faces}
+        enc = self.expression_encoder
+        if enc is not None:
+            options["expression"] = enc.identity
         return ModalityProfile(
             name=NAME,
-            version=VERSION,
-            dim=len(FEATURES),
+            version=VERSION if enc is not None else GEOMETRY_VERSION,
+            dim=self.dim,
             frame_rate=self.config.fps,
-            options={"max_faces": self.config.max_faces},
+            options=options,
         )
 
     @property
@@ -260,18 +285,27 @@ class VisionFeatureExtractor:
 
     def track(self, rgb: np.ndarray) -> Face | None:
         """One RGB frame ``(h, w, 3)`` uint8 -> the primary face (landmarks + box), or ``None``.
-        The live app draws these landmarks; :meth:`process` turns them into features."""
+        The live app draws these landmarks; :meth:`face_features` turns them into features."""
         face = select_primary(self.tracker.landmarks(rgb), self._previous)
         self._previous = None if face is None else face.box
         return face
 
+    def face_features(self, rgb: np.ndarray, face: Face) -> tuple[np.ndarray, ExpressionOutput | None]:
+        """Features of a tracked face in its frame, and the expression encoder's output (``None`` in v1)."""
+        geometry = expression_features(face.landmarks)
+        enc = self.expression_encoder
+        if enc is None:
+            return geometry, None
+        expr = enc(align_face(to_gray(rgb), face.landmarks, enc.config.size))
+        return np.concatenate([geometry, expr.features()[0]]).astype(np.float32), expr
+
     def process(self, rgb: np.ndarray) -> np.ndarray | None:
-        """One RGB frame ``(h, w, 3)`` uint8 -> ``(20,)`` features of the primary face, or ``None``."""
+        """One RGB frame ``(h, w, 3)`` uint8 -> features of the primary face, or ``None``."""
         face = self.track(rgb)
-        return None if face is None else expression_features(face.landmarks)
+        return None if face is None else self.face_features(rgb, face)[0]
 
     def extract_frames(self, frames: list[np.ndarray], times: list[float] | None = None) -> VisionFeatures:
-        feats = np.zeros((len(frames), len(FEATURES)), dtype=np.float32)
+        feats = np.zeros((len(frames), self.dim), dtype=np.float32)
         present = np.zeros(len(frames), dtype=bool)
         for i, rgb in enumerate(frames):
             f = self.process(rgb)
@@ -291,12 +325,12 @@ class VisionFeatureExtractor:
         try:
             for frame in iter_video_frames(path, fps=self.config.fps):
                 f = self.process(frame.rgb)
-                rows.append(f if f is not None else np.zeros(len(FEATURES), dtype=np.float32))
+                rows.append(f if f is not None else np.zeros(self.dim, dtype=np.float32))
                 present.append(f is not None)
                 times.append(frame.time)
         finally:
             self.reset()
-        feats = np.stack(rows) if rows else np.zeros((0, len(FEATURES)), dtype=np.float32)
+        feats = np.stack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
         return VisionFeatures(feats, np.asarray(present, dtype=bool), np.asarray(times, dtype=np.float64))
 
     def is_present(self, result: VisionFeatures) -> bool:

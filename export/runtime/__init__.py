@@ -72,12 +72,18 @@ def available_backends() -> list[str]:
     return have
 
 
+EXPRESSION_ONNX = "expression.onnx"  # the facial-expression encoder, written beside an exported model
+EXPRESSION_ENGINE = "expression.engine"
+
+
 @dataclass
 class ModelFiles:
     artifact: Path | None = None
     onnx: Path | None = None
     engine: Path | None = None
     text_encoder_onnx: Path | None = None
+    expression_onnx: Path | None = None
+    expression_engine: Path | None = None
 
 
 def find_model_files(path: str | os.PathLike[str]) -> ModelFiles:
@@ -95,13 +101,18 @@ def find_model_files(path: str | os.PathLike[str]) -> ModelFiles:
         if (p / "config.json").is_file():
             files.artifact = p
         onnx = sorted(
-            x for x in p.glob("*.onnx") if not x.name.endswith((".text_encoder.onnx", ".fp16.onnx"))
+            x
+            for x in p.glob("*.onnx")
+            if not x.name.endswith((".text_encoder.onnx", ".fp16.onnx")) and x.name != EXPRESSION_ONNX
         )
         files.onnx = onnx[0] if onnx else None
-        engines = sorted(p.glob("*.engine"))
+        engines = sorted(x for x in p.glob("*.engine") if x.name != EXPRESSION_ENGINE)
         files.engine = engines[0] if engines else None
     else:
         raise InputError(f"{p}: no such file or directory")
+    folder = p if p.is_dir() else p.parent
+    files.expression_onnx = folder / EXPRESSION_ONNX if (folder / EXPRESSION_ONNX).is_file() else None
+    files.expression_engine = folder / EXPRESSION_ENGINE if (folder / EXPRESSION_ENGINE).is_file() else None
     if files.onnx is not None:
         enc = files.onnx.with_name(files.onnx.stem + ".text_encoder.onnx")
         files.text_encoder_onnx = enc if enc.is_file() else None

@@ -63,6 +63,11 @@ def test_fast_replay_fills_every_view(qtbot, window: MainWindow, samples_dir: Pa
     assert abs(sum(last.contributions) - (last.score - last.baseline)) < 1e-4  # Shapley efficiency
     assert last.presence == (True, True, True)
     assert window.video.frames_shown >= 1 and window.video.landmarks_drawn >= 1
+    # the face panel shows the expression encoder's reading of the smiling face at the vision rate
+    assert window.expression.current is not None
+    label, probability, valence = window.expression.current
+    assert label == "happy" and probability > 0.4 and valence > 0.2
+    assert "happy" in window.expression.text()
     # export writes the same rows in the fine score format
     json_path = window.export_timeline(tmp_path / "export.csv")
     import json

@@ -58,13 +58,19 @@ def mini_shared(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     grid = _rows(shared_data / "faces/grid/labels.csv")[:1]
     _subset(root / "faces/grid/labels.csv", grid, list(grid[0]))
     (root / "faces/grid" / grid[0]["file"]).symlink_to(shared_data / "faces/grid" / grid[0]["file"])
+    for split in ("train", "valid", "test"):  # two FER-2013 faces per class and split, three classes
+        for cls in ("happy", "sad", "neutral"):
+            folder = root / "faces/fer2013" / split / cls
+            folder.mkdir(parents=True)
+            for img in sorted((shared_data / "faces/fer2013" / split / cls).glob("*.jpg"))[:2]:
+                (folder / img.name).symlink_to(img)
     return root
 
 
 def test_sources_have_live_features_and_honest_splits(mini_shared: Path, tmp_path: Path) -> None:
     sources, profile = extract_sources(mini_shared, tmp_path / "cache")
     dims = {m: v["dim"] for m, v in profile.items() if v}
-    assert dims["audio"] == 45 and dims["vision"] == 20 and dims["text"] == 384
+    assert dims["audio"] == 45 and dims["vision"] == 60 and dims["text"] == 384  # vision v2: + expression
     assert len(sources["mosi"]) == 36 and len(sources["emodb"]) == 16 and len(sources["paa"]) == 4
     for s in sources["mosi"]:
         assert s.features["audio"] is None and s.features["vision"] is None
@@ -78,12 +84,20 @@ def test_sources_have_live_features_and_honest_splits(mini_shared: Path, tmp_pat
     assert all(s.meta["split"] == "test" for s in sources["paa"])
     grid = sources["grid"][0]
     assert grid.label == 0.0 and grid.features["vision"].shape[0] >= 10  # 3 s at 5 fps, face found
+    fer = sources["fer"]
+    assert 14 <= len(fer) <= 18  # FaceMesh finds almost every (upscaled, padded) FER face
+    assert {s.label for s in fer} == {2.0, -2.0, 0.0}
+    assert all(s.features["text"] is None and s.features["audio"] is None for s in fer)
+    assert all(s.features["vision"].shape == (2 if s.meta["split"] == "train" else 1, 60) for s in fer)
+    happy = np.mean([s.features["vision"][0, 20 + 7] for s in fer if s.label > 0])  # encoder valence
+    sad = np.mean([s.features["vision"][0, 20 + 7] for s in fer if s.label < 0])
+    assert happy > 0.3 and sad < -0.1
     # the cache gives back exactly what was extracted
     again, _ = extract_sources(mini_shared, tmp_path / "cache")
     np.testing.assert_array_equal(again["emodb"][5].features["audio"], sources["emodb"][5].features["audio"])
 
     ds = build_splits(sources, profile)
-    assert {s.meta["source"] for s in ds["test"].samples} == {"mosi", "emodb", "paa"}  # single-source only
+    assert {s.meta["source"] for s in ds["test"].samples} == {"mosi", "emodb", "paa", "fer"}  # single-source
     pairs = [s for s in ds["train"].samples if s.meta["source"].startswith("pair")]
     assert pairs and all(
         sum(s.features[m] is not None for m in ("text", "audio", "vision"))
