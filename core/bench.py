@@ -35,6 +35,9 @@ def make_batch(cfg: FineConfig, batch: int, lengths: dict[str, int], token_ids: 
 
 @torch.inference_mode()
 def time_forward(model: torch.nn.Module, batch: ModalityBatch, warmup: int, reps: int) -> dict[str, float]:
+    """Forward latency in eager inference, prepared as the runners prepare a model."""
+    if isinstance(model, FINE):
+        model.prepare_inference()
     for _ in range(warmup):
         model(batch)
     times = []
@@ -51,7 +54,7 @@ def time_forward(model: torch.nn.Module, batch: ModalityBatch, warmup: int, reps
 
 
 def bench_models(args: argparse.Namespace) -> list[tuple[bool, FINE]]:
-    """``(text encoder in graph, model)`` pairs to time: the ``--model`` artifact, or fresh METHOD.md
+    """``(text encoder in graph, model)`` pairs to time: the ``--model`` artifact, or fresh docs/METHOD.md
     defaults (and, with ``--text-encoder``, the same with the packaged MiniLM in the graph)."""
     from core.artifact import build_model, load_model
 
@@ -125,7 +128,7 @@ def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fine bench model", description=__doc__)
-    p.add_argument("--model", help="a model directory (default: a fresh FINE with METHOD.md defaults)")
+    p.add_argument("--model", help="a model directory (default: a fresh FINE with docs/METHOD.md defaults)")
     p.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     p.add_argument("--text-len", type=int, default=50)
     p.add_argument("--audio-len", type=int, default=50)

@@ -13,24 +13,18 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from core.errors import ConfigError as ConfigError  # defined beside FineError; imported from here too
+from core.errors import check
+
 MODALITIES: tuple[str, str, str] = ("text", "audio", "vision")
 """Fixed modality order: index 0/1/2 in every ``(b, 3)`` presence tensor and unimodal output."""
 
 MODALITY_LETTERS = {"text": "T", "audio": "A", "vision": "V"}
 
 
-class ConfigError(ValueError):
-    """A configuration value or key is invalid. The message names the field."""
-
-
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ConfigError(msg)
-
-
 @dataclass(frozen=True)
 class MoQConfig:
-    """Mixture of Q-Formers, one per modality (METHOD.md §1.2).
+    """Mixture of Q-Formers, one per modality (docs/METHOD.md §1.2).
 
     ``enabled=False`` is the "without MoQ" ablation: a single Q-Former, no router, no aux loss.
     """
@@ -40,18 +34,18 @@ class MoQConfig:
     num_queries: int = 8
     num_blocks: int = 2
     num_heads: int = 4
-    # Expert FFN width = ffn_mult · d_model. METHOD.md leaves it open ("a small Q-Former"); 2 halves the
+    # Expert FFN width = ffn_mult · d_model. The paper leaves it open ("a small Q-Former"); 2 halves the
     # experts' FFN work (about a fifth of the model's FLOPs) with no loss measured (README, model latency).
     ffn_mult: int = 2
     dropout: float = 0.1
 
     def __post_init__(self) -> None:
-        _check(self.ffn_mult >= 1, f"moq.ffn_mult must be >= 1, got {self.ffn_mult}")
-        _check(self.num_experts >= 1, f"moq.num_experts must be >= 1, got {self.num_experts}")
-        _check(self.num_queries >= 1, f"moq.num_queries must be >= 1, got {self.num_queries}")
-        _check(self.num_blocks >= 1, f"moq.num_blocks must be >= 1, got {self.num_blocks}")
-        _check(self.num_heads >= 1, f"moq.num_heads must be >= 1, got {self.num_heads}")
-        _check(0.0 <= self.dropout < 1.0, f"moq.dropout must be in [0, 1), got {self.dropout}")
+        check(self.ffn_mult >= 1, f"moq.ffn_mult must be >= 1, got {self.ffn_mult}")
+        check(self.num_experts >= 1, f"moq.num_experts must be >= 1, got {self.num_experts}")
+        check(self.num_queries >= 1, f"moq.num_queries must be >= 1, got {self.num_queries}")
+        check(self.num_blocks >= 1, f"moq.num_blocks must be >= 1, got {self.num_blocks}")
+        check(self.num_heads >= 1, f"moq.num_heads must be >= 1, got {self.num_heads}")
+        check(0.0 <= self.dropout < 1.0, f"moq.dropout must be in [0, 1), got {self.dropout}")
 
     @property
     def experts(self) -> int:
@@ -60,7 +54,7 @@ class MoQConfig:
 
 @dataclass(frozen=True)
 class FTREConfig:
-    """Factorized task-relevant encoder (METHOD.md §1.3).
+    """Factorized task-relevant encoder (docs/METHOD.md §1.3).
 
     ``enabled=False`` bypasses the factorisation (a linear map of the Q-Former tokens) and with it every
     MI term: the "without FTRE" ablation.
@@ -71,8 +65,8 @@ class FTREConfig:
     hidden: int = 128
 
     def __post_init__(self) -> None:
-        _check(self.feat_dim >= 1, f"ftre.feat_dim must be >= 1, got {self.feat_dim}")
-        _check(self.hidden >= 1, f"ftre.hidden must be >= 1, got {self.hidden}")
+        check(self.feat_dim >= 1, f"ftre.feat_dim must be >= 1, got {self.feat_dim}")
+        check(self.hidden >= 1, f"ftre.hidden must be >= 1, got {self.hidden}")
 
 
 @dataclass(frozen=True)
@@ -86,11 +80,11 @@ class FusionConfig:
     head_hidden: int = 128
 
     def __post_init__(self) -> None:
-        _check(self.num_layers >= 1, f"fusion.num_layers must be >= 1, got {self.num_layers}")
-        _check(self.num_heads >= 1, f"fusion.num_heads must be >= 1, got {self.num_heads}")
-        _check(self.ffn_mult >= 1, f"fusion.ffn_mult must be >= 1, got {self.ffn_mult}")
-        _check(0.0 <= self.dropout < 1.0, f"fusion.dropout must be in [0, 1), got {self.dropout}")
-        _check(self.head_hidden >= 1, f"fusion.head_hidden must be >= 1, got {self.head_hidden}")
+        check(self.num_layers >= 1, f"fusion.num_layers must be >= 1, got {self.num_layers}")
+        check(self.num_heads >= 1, f"fusion.num_heads must be >= 1, got {self.num_heads}")
+        check(self.ffn_mult >= 1, f"fusion.ffn_mult must be >= 1, got {self.ffn_mult}")
+        check(0.0 <= self.dropout < 1.0, f"fusion.dropout must be in [0, 1), got {self.dropout}")
+        check(self.head_hidden >= 1, f"fusion.head_hidden must be >= 1, got {self.head_hidden}")
 
 
 @dataclass(frozen=True)
@@ -107,8 +101,8 @@ class TextEncoderConfig:
     max_length: int = 128
 
     def __post_init__(self) -> None:
-        _check(self.max_length >= 2, f"text_encoder.max_length must be >= 2, got {self.max_length}")
-        _check(
+        check(self.max_length >= 2, f"text_encoder.max_length must be >= 2, got {self.max_length}")
+        check(
             self.source is None or (isinstance(self.source, str) and self.source.strip() != ""),
             "text_encoder.source must be null or a non-empty path / model id",
         )
@@ -131,25 +125,23 @@ class FineConfig:
     feature_profile: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        _check(
+        check(
             isinstance(self.input_dims, dict) and set(self.input_dims) == set(MODALITIES),
             f"input_dims must have exactly the keys {list(MODALITIES)}, got {self.input_dims!r}",
         )
         for m, dim in self.input_dims.items():
-            _check(
-                isinstance(dim, int) and dim >= 1, f"input_dims[{m!r}] must be a positive int, got {dim!r}"
-            )
-        _check(self.d_model >= 8, f"d_model must be >= 8, got {self.d_model}")
-        _check(
+            check(isinstance(dim, int) and dim >= 1, f"input_dims[{m!r}] must be a positive int, got {dim!r}")
+        check(self.d_model >= 8, f"d_model must be >= 8, got {self.d_model}")
+        check(
             self.d_model % self.moq.num_heads == 0,
             f"d_model ({self.d_model}) must be divisible by moq.num_heads ({self.moq.num_heads})",
         )
-        _check(
+        check(
             self.d_model % self.fusion.num_heads == 0,
             f"d_model ({self.d_model}) must be divisible by fusion.num_heads ({self.fusion.num_heads})",
         )
         lo, hi = self.label_range
-        _check(lo < hi, f"label_range must be (low, high) with low < high, got {self.label_range}")
+        check(lo < hi, f"label_range must be (low, high) with low < high, got {self.label_range}")
         object.__setattr__(self, "label_range", (float(lo), float(hi)))
 
     @property
@@ -166,7 +158,7 @@ class FineConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Training objective (METHOD.md §2). Each term can be switched off for ablations.
+    """Training objective (docs/METHOD.md §2). Each term can be switched off for ablations.
 
     ``L_total = L_MP + λ_up·L_UP + λ_cl·L_CL + λ_aux·L_aux + β_mi·L_MI``
     """
@@ -191,17 +183,17 @@ class LossConfig:
     def __post_init__(self) -> None:
         for name in ("lambda_up", "lambda_cl", "lambda_aux", "beta_mi"):
             value = getattr(self, name)
-            _check(value >= 0.0, f"loss.{name} must be >= 0, got {value}")
+            check(value >= 0.0, f"loss.{name} must be >= 0, got {value}")
         known = {"sha", "uni", "recon", "str", "utr"}
         object.__setattr__(self, "mi_terms", tuple(self.mi_terms))
         unknown = set(self.mi_terms) - known
-        _check(not unknown, f"loss.mi_terms has unknown terms {sorted(unknown)}; known: {sorted(known)}")
-        _check(self.critic_hidden >= 1, f"loss.critic_hidden must be >= 1, got {self.critic_hidden}")
-        _check(self.label_emb_dim >= 1, f"loss.label_emb_dim must be >= 1, got {self.label_emb_dim}")
-        _check(self.queue_size >= 1, f"loss.queue_size must be >= 1, got {self.queue_size}")
-        _check(self.queue_classes in (2, 3), f"loss.queue_classes must be 2 or 3, got {self.queue_classes}")
-        _check(self.temperature > 0, f"loss.temperature must be > 0, got {self.temperature}")
-        _check(
+        check(not unknown, f"loss.mi_terms has unknown terms {sorted(unknown)}; known: {sorted(known)}")
+        check(self.critic_hidden >= 1, f"loss.critic_hidden must be >= 1, got {self.critic_hidden}")
+        check(self.label_emb_dim >= 1, f"loss.label_emb_dim must be >= 1, got {self.label_emb_dim}")
+        check(self.queue_size >= 1, f"loss.queue_size must be >= 1, got {self.queue_size}")
+        check(self.queue_classes in (2, 3), f"loss.queue_classes must be 2 or 3, got {self.queue_classes}")
+        check(self.temperature > 0, f"loss.temperature must be > 0, got {self.temperature}")
+        check(
             self.max_interval is None or self.max_interval > 0,
             f"loss.max_interval must be > 0 or null, got {self.max_interval}",
         )

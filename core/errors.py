@@ -19,13 +19,21 @@ class InputError(FineError, ValueError):
     """A user-supplied file, path or value is unusable; the message names it and says what to do."""
 
 
-def run_cli(prog: str, run: Callable[[T], int], args: T) -> int:
-    """Run a subcommand body: a :class:`FineError` or a config error becomes one line on stderr and
-    exit status 2, never a traceback."""
-    from core.config import ConfigError  # local: core.config imports nothing from here
+class ConfigError(FineError, ValueError):
+    """A configuration value or key is invalid. The message names the field."""
 
+
+def check(cond: bool, msg: str) -> None:
+    """Raise :class:`ConfigError` with ``msg`` unless ``cond`` (config validation in ``__post_init__``)."""
+    if not cond:
+        raise ConfigError(msg)
+
+
+def run_cli(prog: str, run: Callable[[T], int], args: T) -> int:
+    """Run a subcommand body: a :class:`FineError` (config errors included) becomes one line on stderr
+    and exit status 2, never a traceback."""
     try:
         return run(args)
-    except (FineError, ConfigError) as exc:
+    except FineError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""FINE's training objective (METHOD.md §2). Everything here is training-only: never in the export graph.
+"""FINE's training objective (docs/METHOD.md §2). Everything here is training-only: never in the export graph.
 
 ``L_total = L_MP + λ_up·L_UP + λ_cl·L_CL + λ_aux·L_aux + β_mi·L_MI`` with
 ``L_MI = −I_sha + I_uni + L_recon + I_str − I_utr`` over the modality pairs (T–A, T–V, A–V).

@@ -1,4 +1,4 @@
-"""Mutual-information estimators (METHOD.md §2): InfoNCE lower bound and NCE-CLUB upper bound.
+"""Mutual-information estimators (docs/METHOD.md §2): InfoNCE lower bound and NCE-CLUB upper bound.
 
 Both use a *concat critic* ``f(x, y) = w·ReLU(W_x x + W_y y + b) + c``, an MLP on ``[x; y]`` whose first
 layer is split so that all ``B×B`` pairs cost one broadcast add instead of ``B²`` matrix products.
@@ -37,9 +37,6 @@ class ConcatCritic(nn.Module):
         hy = lin(y, w(self.fy.weight))
         h = torch.relu(hx[:, None, :] + hy[None, :, :])  # (B, B, H)
         return lin(h, w(self.out.weight), w(self.out.bias)).squeeze(-1)
-
-    def joint(self, x: Tensor, y: Tensor) -> Tensor:
-        return self.out(torch.relu(self.fx(x) + self.fy(y))).squeeze(-1)  # (B,)
 
 
 def infonce_from_scores(scores: Tensor) -> Tensor:
@@ -95,16 +92,3 @@ class NCECLUB(nn.Module):
         if detach_inputs:
             x, y = x.detach(), y.detach()
         return -infonce_from_scores(self.critic.scores(x, y))
-
-
-def gaussian_mi(rho: float, dim: int) -> float:
-    """True MI (nats) of ``dim`` independent pairs of standard normals with correlation ``rho``."""
-    return -0.5 * dim * math.log(1.0 - rho * rho)
-
-
-def sample_correlated_gaussians(
-    n: int, dim: int, rho: float, generator: torch.Generator | None = None
-) -> tuple[Tensor, Tensor]:
-    x = torch.randn(n, dim, generator=generator)
-    eps = torch.randn(n, dim, generator=generator)
-    return x, rho * x + math.sqrt(1.0 - rho * rho) * eps

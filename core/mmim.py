@@ -1,4 +1,4 @@
-"""MMIM (Han, Chen, Poria, EMNLP 2021), the baseline we ship beside FINE (METHOD.md §5).
+"""MMIM (Han, Chen, Poria, EMNLP 2021), the baseline we ship beside FINE (docs/METHOD.md §5).
 
 Model: text [CLS] (first token) of the transformer encoder or of pre-computed token embeddings (or,
 with ``text_pool="mean"``, their masked mean through a linear map),
@@ -269,9 +269,6 @@ class MMIMLoss(nn.Module):
         terms["cpc"] = torch.stack(cpc).sum() if cpc else zero
         total = terms["l1"] + self.cfg.alpha_cpc * terms["cpc"] - self.cfg.beta_ba * terms["ba"]
         return LossOutput(total, {k: v.detach() for k, v in terms.items()})
-
-    def reset_memory(self) -> None:
-        self.memory.clear()
 
 
 # ---------------------------------------------------------------------------------------------------

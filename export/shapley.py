@@ -1,4 +1,4 @@
-"""Exact Shapley values of the three modalities from the 8 presence subsets (METHOD.md §7).
+"""Exact Shapley values of the three modalities from the 8 presence subsets (docs/METHOD.md §7).
 
 The single place where contributions are computed; every runner uses it. A runner evaluates the model
 once on a batch of ``8·b`` rows, row ``k·b + i`` being sample ``i`` with presence

@@ -26,24 +26,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from core.errors import InputError, MissingDependencyError
-from export.onnx_export import file_digest, read_metadata
+from export.metadata import file_digest, read_metadata
+from export.runtime.profiles import DEFAULT_BATCH, DEFAULT_LENGTH, profile_shapes
+from export.runtime.tensorrt_runner import import_tensorrt
 
 log = logging.getLogger(__name__)
 
 Precision = Literal["fp32", "fp16", "int8"]
-TENSORRT_HINT = (
-    "TensorRT is not installed: on Jetson use JetPack 6's python3-libnvinfer (TensorRT 10.3); "
-    "on a desktop GPU 'pip install tensorrt' (CUDA 12); without it, run the ONNX with onnxruntime"
-)
-
-
-def import_tensorrt() -> Any:
-    try:
-        import tensorrt
-    except ImportError:
-        raise MissingDependencyError(TENSORRT_HINT) from None
-    return tensorrt
 
 
 def tensorrt_major(trt: Any) -> int:
@@ -65,8 +57,8 @@ class EngineOptions:
     """
 
     precision: Precision = "fp16"
-    batch: tuple[int, int, int] = (1, 8, 64)
-    length: tuple[int, int, int] = (1, 50, 256)
+    batch: tuple[int, int, int] = DEFAULT_BATCH
+    length: tuple[int, int, int] = DEFAULT_LENGTH
     lengths: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     workspace_mib: int = 2048
     # INT8 (TensorRT 10 only): .npz of graph feeds, name -> (n_batches, *opt shape); TensorRT calibrates
@@ -95,35 +87,6 @@ class EngineOptions:
             return self.batch
         modality = axis.removeprefix("t_")
         return tuple(self.lengths.get(modality, self.length))  # type: ignore[return-value]
-
-
-def graph_inputs(onnx_path: str | Path) -> list[tuple[str, list[int | str]]]:
-    """``(name, dims)`` of the ONNX graph inputs; a dynamic dim is its symbolic name."""
-    import onnx
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    out = []
-    for inp in model.graph.input:
-        dims: list[int | str] = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
-        out.append((inp.name, dims))
-    return out
-
-
-def profile_shapes(onnx_path: str | Path, options: EngineOptions) -> dict[str, tuple[tuple[int, ...], ...]]:
-    """``name -> (min, opt, max)`` shapes for every graph input, from its dynamic axis names."""
-    shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
-    for name, dims in graph_inputs(onnx_path):
-        lo, opt, hi = [], [], []
-        for d in dims:
-            if isinstance(d, str):
-                r = options.range_for(d)
-            else:
-                r = (d, d, d)
-            lo.append(r[0])
-            opt.append(r[1])
-            hi.append(r[2])
-        shapes[name] = (tuple(lo), tuple(opt), tuple(hi))
-    return shapes
 
 
 def cast_onnx_fp16(onnx_path: str | Path, out: str | Path) -> Path:
@@ -214,8 +177,6 @@ def build_serialized(onnx_path: str | Path, options: EngineOptions, workdir: Pat
         profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(profile)
     if options.precision == "int8":
-        from export.runtime.tensorrt_runner import make_int8_calibrator
-
         config.set_flag(trt.BuilderFlag.INT8)
         config.int8_calibrator = make_int8_calibrator(
             trt, Path(options.calibration or ""), workdir / "int8.cache"
@@ -274,3 +235,40 @@ def build_engine(
     shutil.copyfile(cached, out)
     shutil.copyfile(cached.with_suffix(".json"), out.with_suffix(".json"))
     return out
+
+
+def make_int8_calibrator(trt: Any, feeds_npz: Path, cache_file: Path) -> Any:
+    """An entropy calibrator (TensorRT 10.x) over the batches in ``feeds_npz``.
+
+    The file holds graph feeds with a leading chunk axis: ``name -> (n_batches, b, ...)``.
+    """
+    import torch
+
+    if not feeds_npz.is_file():
+        raise InputError(f"{feeds_npz}: calibration file not found (an .npz of graph feeds)")
+    data = dict(np.load(feeds_npz))
+    n = len(next(iter(data.values())))
+
+    class _Calibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.index = 0
+            self.buffers: dict[str, Any] = {}
+
+        def get_batch_size(self) -> int:
+            return int(data["presence"].shape[1])
+
+        def get_batch(self, names: list[str]) -> list[int] | None:
+            if self.index >= n:
+                return None
+            self.buffers = {k: torch.from_numpy(data[k][self.index]).cuda() for k in names}
+            self.index += 1
+            return [int(self.buffers[k].data_ptr()) for k in names]
+
+        def read_calibration_cache(self) -> bytes | None:
+            return cache_file.read_bytes() if cache_file.is_file() else None
+
+        def write_calibration_cache(self, cache: bytes) -> None:
+            cache_file.write_bytes(bytes(cache))
+
+    return _Calibrator()

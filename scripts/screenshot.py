@@ -38,7 +38,7 @@ def main() -> int:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from app.live.config import DEMO_CLIP
+    from app.assets import DEMO_CLIP
     from app.qt.window import MainWindow
 
     app = QApplication(["fine app"])

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from core.artifact import ModelCard, atomic_write_bytes, load_model, read_config, save_model
-from core.config import MODALITIES, ConfigError, FineConfig, LossConfig, TextEncoderConfig, from_dict
+from core.config import MODALITIES, FineConfig, LossConfig, TextEncoderConfig, from_dict
 from core.errors import FineError
 from training import datasets, robust
 from training.data import Dataset, Sample, batch_order, collate
@@ -39,7 +39,7 @@ from training.trainer import TrainConfig, Trainer, predict
 log = logging.getLogger(__name__)
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # METHOD.md defaults: E=4, q=8, d=128, 2 Q-Former blocks, 2 fusion layers, 4 heads.
+    # docs/METHOD.md defaults: E=4, q=8, d=128, 2 Q-Former blocks, 2 fusion layers, 4 heads.
     "default": {},
     # A small model for demos, tests and 2-core laptops (ffn_mult 4: the shipped default model's recipe).
     "small": {
@@ -561,7 +561,7 @@ def train_main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         summary = run(args)
-    except (FineError, ConfigError, FloatingPointError) as exc:
+    except (FineError, FloatingPointError) as exc:
         print(f"fine train: {exc}", file=sys.stderr)
         return 2
     print(
@@ -657,12 +657,12 @@ def evaluate_main(argv: list[str] | None = None) -> int:
 
         try:
             return missing.main(args)
-        except (FineError, ConfigError) as exc:
+        except FineError as exc:
             print(f"fine evaluate: {exc}", file=sys.stderr)
             return 2
     try:
         result = evaluate(args)
-    except (FineError, ConfigError) as exc:
+    except FineError as exc:
         print(f"fine evaluate: {exc}", file=sys.stderr)
         return 2
     for name, m in result.items():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -92,14 +92,3 @@ def batch_order(
         perm = rng.permutation(len(batches))
         batches = [batches[i] for i in perm]
     return batches
-
-
-def iterate_batches(
-    data: Dataset,
-    batch_size: int,
-    shuffle: bool,
-    generator: np.random.Generator | None = None,
-    bucket: bool = False,
-) -> Iterator[ModalityBatch]:
-    for idx in batch_order(data, batch_size, shuffle, generator, bucket):
-        yield collate([data.samples[i] for i in idx], data.feature_dims)

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.config import ConfigError
 from core.errors import InputError, run_cli
+from core.errors import check as _check
 from core.features.expression import (
     EXPRESSIONS,
     VALENCE,
@@ -43,11 +43,6 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
 NEGATIVE = ("angry", "disgust", "fear", "sad")
-
-
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ConfigError(msg)
 
 
 # ------------------------------------------------------------------------------------------------ data

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 
 from core.artifact import atomic_write_bytes
-from core.config import ConfigError
 from core.errors import FineError, InputError
 from core.features.profile import FeatureProfile
 from training.data import Dataset, Sample
@@ -492,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
             ex = _extractors(BuildOptions(transcribe=args.transcribe, fps=args.fps))
             text = args.text if args.text is not None else (None if args.transcribe else "")
             print(json.dumps(_summary(ex.extract_clip(args.file, text=text))))
-    except (FineError, ConfigError) as exc:
+    except FineError as exc:
         print(f"fine features: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. a text encoder / Whisper model that is neither a directory nor reachable

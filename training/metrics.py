@@ -1,4 +1,4 @@
-"""Regression-as-sentiment metrics with thuiar/MMSA ``metricsTop`` conventions (METHOD.md §4).
+"""Regression-as-sentiment metrics with thuiar/MMSA ``metricsTop`` conventions (docs/METHOD.md §4).
 
 Values are fractions (0.8 is 80 %), unrounded. Rounding for Acc-5/Acc-7 is numpy's half-to-even
 (``np.round(2.5) == 2``, ``np.round(-0.5) == -0``), exactly as MMSA. F1 is sklearn's ``average="weighted"``.

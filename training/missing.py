@@ -1,4 +1,4 @@
-"""``fine evaluate --missing``: the two standard missing-modality protocols (METHOD.md §6).
+"""``fine evaluate --missing``: the two standard missing-modality protocols (docs/METHOD.md §6).
 
 (a) **Random frame missing.** For each rate r in 0.0, 0.1, ..., 0.9 and each seed (1111, 1112, 1113),
     every valid step of every modality goes missing with probability r: audio/vision frames are zeroed
@@ -35,6 +35,7 @@ from torch import nn
 from core.artifact import atomic_write_bytes
 from core.config import MODALITIES, MODALITY_LETTERS
 from core.errors import FineError
+from core.plots import figure_png, pyplot
 from training.data import Dataset, batch_order, collate
 from training.metrics import metrics_for
 from training.robust import drop_frames
@@ -198,17 +199,7 @@ def format_tables(result: dict[str, Any], metrics: tuple[str, ...]) -> str:
 
 
 def plot_png(result: dict[str, Any], metrics: tuple[str, ...], title: str) -> bytes:
-    from core.errors import MissingDependencyError
-
-    try:
-        import matplotlib
-    except ImportError:
-        raise MissingDependencyError(
-            "the missing-rate plot needs matplotlib: pip install 'fine-msa[report]'"
-        ) from None
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     ms = [k for k in metrics if k in result["auc"]]
     fig, axes = plt.subplots(1, len(ms), figsize=(4 * len(ms), 3.2), squeeze=False)
     rates = [r["rate"] for r in result["rate"]]
@@ -222,10 +213,7 @@ def plot_png(result: dict[str, Any], metrics: tuple[str, ...], title: str) -> by
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig, dpi=100)
 
 
 def write_outputs(result: dict[str, Any], out: Path, metrics: tuple[str, ...], title: str) -> None:

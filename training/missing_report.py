@@ -11,7 +11,6 @@ and the six-condition table per variant), atomically.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 
 from core.artifact import atomic_write_bytes
 from core.errors import FineError
+from core.plots import figure_png, pyplot
 from training.missing import _fmt, headline_metrics
 
 
@@ -105,11 +105,7 @@ def markdown(variants: dict[str, dict[str, Any]], metrics: tuple[str, ...]) -> s
 
 
 def compare_png(variants: dict[str, dict[str, Any]], metrics: tuple[str, ...], title: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), squeeze=False)
     for ax, k in zip(axes[0], metrics, strict=True):
         for name, v in variants.items():
@@ -123,10 +119,7 @@ def compare_png(variants: dict[str, dict[str, Any]], metrics: tuple[str, ...], t
         ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=72)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig, dpi=72)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Training for incomplete input (METHOD.md §6, FSRF ideas): modality and frame dropout, self-distillation.
+"""Training for incomplete input (docs/METHOD.md §6, FSRF ideas): modality and frame dropout, self-distillation.
 
 Three switches, all off by default (then training is exactly the plain FINE training):
 
@@ -46,7 +46,8 @@ import torch
 from torch import Tensor, nn
 
 from core.batch import ModalityBatch
-from core.config import MODALITIES, ConfigError, from_dict, to_dict
+from core.config import MODALITIES, from_dict, to_dict
+from core.errors import check as _check
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,6 @@ FRAME_FILLS = ("zero", "mask")
 TEXT_FILLS = ("unk", "mask")
 DISTILL_KINDS = ("mse", "kl")
 DIRECTIONS = ("teacher", "both")
-
-
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ConfigError(msg)
 
 
 @dataclass(frozen=True)

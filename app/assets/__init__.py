@@ -10,8 +10,10 @@ DEFAULT_MODEL = ASSETS / "default_model"  # rebuilt by `fine build-default` (tra
 DEMO_CLIP = ASSETS / "demo" / "demo.mp4"  # attribution: demo/SOURCES.md
 
 
-def resolve_model(model: str | os.PathLike[str] | None, default: Path | None = None) -> Path:
-    """``--model`` if given, else the shipped default model; a one-line InputError when neither exists."""
+def resolve_model(model: str | os.PathLike[str] | None) -> Path:
+    """``--model`` if given, else the shipped default model; a one-line InputError when neither exists.
+
+    Every command and the live app resolve their model here."""
     from core.errors import InputError
 
     if model is not None:
@@ -19,7 +21,7 @@ def resolve_model(model: str | os.PathLike[str] | None, default: Path | None = N
         if not path.exists():
             raise InputError(f"{path}: no such model; pass --model DIR (a model artifact or .onnx)")
         return path
-    default = default or DEFAULT_MODEL
+    default = DEFAULT_MODEL
     if not (default / "config.json").exists():
         raise InputError(
             f"no --model given and the default model is not installed at {default}; pass --model DIR "

@@ -22,11 +22,9 @@ from app.pipeline.config import SegmentConfig
 from app.pipeline.segment import SENTENCE_END, Unit, UtteranceSegmenter
 from core.errors import MissingDependencyError
 from core.features.text import Word
-from core.features.transcribe import Transcriber
+from core.features.transcribe import ASR_RATE, Transcriber
 
 log = logging.getLogger(__name__)
-
-ASR_RATE = 16000
 
 
 def _vad() -> Any:

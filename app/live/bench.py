@@ -89,7 +89,8 @@ def _quantile(xs: list[float], q: float) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.live.config import DEMO_CLIP, LiveConfig, resolve_model
+    from app.assets import DEMO_CLIP, resolve_model
+    from app.live.config import LiveConfig
     from app.pipeline.scorer import Scorer
     from core.features.transcribe import Transcriber
 

@@ -91,7 +91,8 @@ def build_sources(args: argparse.Namespace, sample_rate: int) -> tuple[Any, Any]
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.live.config import LiveConfig, resolve_model
+    from app.assets import resolve_model
+    from app.live.config import LiveConfig
     from app.live.record import SessionRecorder
     from app.live.session import LiveEvents, LiveSession
     from app.pipeline.scorer import Scorer

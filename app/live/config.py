@@ -1,31 +1,12 @@
-"""Settings of the live engine (one frozen, validated dataclass) and where the default model lives."""
+"""Settings of the live engine (one frozen, validated dataclass)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from app.assets import DEFAULT_MODEL
-from app.assets import DEMO_CLIP as ASSET_DEMO_CLIP
-from app.assets import resolve_model as assets_resolve_model
 from app.pipeline.config import SegmentConfig
-from core.config import ConfigError
-from core.features.transcribe import PACKAGED_TINY_EN
-
-# The shipped default model and the demo clip ``fine app`` offers when there is no camera (app/assets).
-DEFAULT_MODEL_DIR = DEFAULT_MODEL
-DEMO_CLIP = ASSET_DEMO_CLIP
-
-
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ConfigError(msg)
-
-
-def resolve_model(model: str | os.PathLike[str] | None) -> Path:
-    """``--model`` if given, else the shipped default (see :func:`app.assets.resolve_model`)."""
-    return assets_resolve_model(model, DEFAULT_MODEL_DIR)
+from core.errors import check
+from core.packaged import PACKAGED_TINY_EN
 
 
 @dataclass(frozen=True)
@@ -58,20 +39,20 @@ class AsrConfig:
     window: float | None = None
 
     def __post_init__(self) -> None:
-        _check(0 < self.hop <= 2, f"asr.hop must be in (0, 2] seconds, got {self.hop}")
-        _check(0.1 <= self.cut_pause <= 5, f"asr.cut_pause must be in [0.1, 5] s, got {self.cut_pause}")
-        _check(0 <= self.pad < self.cut_pause, "asr.pad must be in [0, cut_pause)")
-        _check(
+        check(0 < self.hop <= 2, f"asr.hop must be in (0, 2] seconds, got {self.hop}")
+        check(0.1 <= self.cut_pause <= 5, f"asr.cut_pause must be in [0.1, 5] s, got {self.cut_pause}")
+        check(0 <= self.pad < self.cut_pause, "asr.pad must be in [0, cut_pause)")
+        check(
             self.pad < self.prefetch_pause <= self.cut_pause,
             "asr.prefetch_pause must be in (pad, cut_pause]: the pass must hear the padded speech",
         )
-        _check(self.max_chunk >= 2, f"asr.max_chunk must be >= 2 seconds, got {self.max_chunk}")
-        _check(self.tentative_every >= 0, "asr.tentative_every must be >= 0")
-        _check(self.tentative_after >= 0, "asr.tentative_after must be >= 0")
-        _check(0 < self.vad_threshold < 1, "asr.vad_threshold must be in (0, 1)")
-        _check(0 <= self.context <= 25, f"asr.context must be in [0, 25] seconds, got {self.context}")
-        _check(self.beam_size is None or 1 <= self.beam_size <= 10, "asr.beam_size must be in [1, 10]")
-        _check(
+        check(self.max_chunk >= 2, f"asr.max_chunk must be >= 2 seconds, got {self.max_chunk}")
+        check(self.tentative_every >= 0, "asr.tentative_every must be >= 0")
+        check(self.tentative_after >= 0, "asr.tentative_after must be >= 0")
+        check(0 < self.vad_threshold < 1, "asr.vad_threshold must be in (0, 1)")
+        check(0 <= self.context <= 25, f"asr.context must be in [0, 25] seconds, got {self.context}")
+        check(self.beam_size is None or 1 <= self.beam_size <= 10, "asr.beam_size must be in [1, 10]")
+        check(
             self.window is None or 8 <= self.window <= 30,
             f"asr.window must be in [8, 30] seconds (shorter ones make Whisper repeat itself), got {self.window}",
         )
@@ -106,12 +87,12 @@ class LiveConfig:
     segment: SegmentConfig = field(default_factory=SegmentConfig)
 
     def __post_init__(self) -> None:
-        _check(1 <= self.threads <= 64, f"threads must be in [1, 64], got {self.threads}")
-        _check(1 <= self.asr_threads <= 64, f"asr_threads must be in [1, 64], got {self.asr_threads}")
-        _check(self.track_fps is None or 0 < self.track_fps <= 60, "track_fps must be in (0, 60]")
-        _check(0 <= self.live_hz <= 30, f"live_hz must be in [0, 30], got {self.live_hz}")
-        _check(self.live_window > 0.5, f"live_window must be > 0.5 s, got {self.live_window}")
-        _check(self.audio_buffer >= 2 * self.asr.max_chunk, "audio_buffer must hold two ASR chunks")
-        _check(1 <= self.video_queue <= 64, "video_queue must be in [1, 64]")
-        _check(self.stall_timeout > 0, "stall_timeout must be > 0")
-        _check(0 < self.retry_min <= self.retry_max, "need 0 < retry_min <= retry_max")
+        check(1 <= self.threads <= 64, f"threads must be in [1, 64], got {self.threads}")
+        check(1 <= self.asr_threads <= 64, f"asr_threads must be in [1, 64], got {self.asr_threads}")
+        check(self.track_fps is None or 0 < self.track_fps <= 60, "track_fps must be in (0, 60]")
+        check(0 <= self.live_hz <= 30, f"live_hz must be in [0, 30], got {self.live_hz}")
+        check(self.live_window > 0.5, f"live_window must be > 0.5 s, got {self.live_window}")
+        check(self.audio_buffer >= 2 * self.asr.max_chunk, "audio_buffer must hold two ASR chunks")
+        check(1 <= self.video_queue <= 64, "video_queue must be in [1, 64]")
+        check(self.stall_timeout > 0, "stall_timeout must be > 0")
+        check(0 < self.retry_min <= self.retry_max, "need 0 < retry_min <= retry_max")

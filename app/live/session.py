@@ -1,6 +1,6 @@
 """The live session: sources -> capture threads -> buffers -> vision, ASR and scoring workers -> rows.
 
-Threads (ARCHITECTURE.md, "Threads in the live app"):
+Threads (docs/ARCHITECTURE.md, "Threads in the live app"):
 
 - ``video``: reads the video source, keeps the latest frame for the preview and hands frames on the
   face-tracking grid to a bounded queue (real time: the oldest waiting frame is dropped; fast replay:

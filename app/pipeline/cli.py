@@ -8,7 +8,6 @@ import os
 import sys
 from pathlib import Path
 
-from core.config import ConfigError
 from core.errors import FineError
 
 log = logging.getLogger(__name__)
@@ -83,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             segment=SegmentConfig(max_pause=args.max_pause, window=args.window, hop=args.hop),
         )
         return run(args, config)
-    except (FineError, ConfigError) as exc:
+    except FineError as exc:
         return _fail(str(exc))
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.config import ConfigError
-from core.features.transcribe import PACKAGED_TINY_EN
-
-
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ConfigError(msg)
+from core.errors import check
+from core.packaged import PACKAGED_TINY_EN
 
 
 @dataclass(frozen=True)
@@ -30,11 +25,11 @@ class SegmentConfig:
     hop: float | None = None
 
     def __post_init__(self) -> None:
-        _check(self.max_pause > 0, f"max_pause must be > 0 seconds, got {self.max_pause}")
-        _check(self.min_sentence >= 0, f"min_sentence must be >= 0 seconds, got {self.min_sentence}")
-        _check(self.max_duration > 0, f"max_duration must be > 0 seconds, got {self.max_duration}")
-        _check(self.window is None or self.window > 0, f"--window must be > 0 seconds, got {self.window}")
-        _check(
+        check(self.max_pause > 0, f"max_pause must be > 0 seconds, got {self.max_pause}")
+        check(self.min_sentence >= 0, f"min_sentence must be >= 0 seconds, got {self.min_sentence}")
+        check(self.max_duration > 0, f"max_duration must be > 0 seconds, got {self.max_duration}")
+        check(self.window is None or self.window > 0, f"--window must be > 0 seconds, got {self.window}")
+        check(
             self.hop is None or (self.window is not None and 0 < self.hop <= self.window),
             f"--hop must be in (0, window] and needs --window, got {self.hop}",
         )
@@ -62,9 +57,9 @@ class ScoreConfig:
     segment: SegmentConfig = SegmentConfig()
 
     def __post_init__(self) -> None:
-        _check(
+        check(
             bool(self.whisper_model.strip()),
             "whisper model must be a size name, directory or packaged:tiny.en",
         )
-        _check(1 <= self.threads <= 256, f"threads must be in [1, 256], got {self.threads}")
-        _check(1 <= self.batch_size <= 1024, f"batch_size must be in [1, 1024], got {self.batch_size}")
+        check(1 <= self.threads <= 256, f"threads must be in [1, 256], got {self.threads}")
+        check(1 <= self.batch_size <= 1024, f"batch_size must be in [1, 1024], got {self.batch_size}")

@@ -13,23 +13,11 @@ from typing import Any
 
 from app.pipeline.timeline import TimelineRow
 from core.config import MODALITIES
+from core.plots import pyplot as _pyplot
 
 log = logging.getLogger(__name__)
 
 COLORS = {"text": "#1f77b4", "audio": "#ff7f0e", "vision": "#2ca02c"}
-
-
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError:
-        from core.errors import MissingDependencyError
-
-        raise MissingDependencyError("plots need matplotlib: pip install 'fine-msa[report]'") from None
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def display_spans(rows: Sequence[TimelineRow]) -> list[tuple[float, float]]:

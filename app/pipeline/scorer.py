@@ -47,7 +47,7 @@ class ModelInfo:
 def model_info(path: str | os.PathLike[str]) -> ModelInfo:
     """Read the feature profile and identity of an artifact directory or an ``.onnx`` file."""
     from core.artifact import read_config
-    from export.onnx_export import file_digest
+    from export.metadata import file_digest, read_metadata
 
     files = find_model_files(path)  # InputError when the path does not exist
     if files.artifact is not None:
@@ -57,9 +57,7 @@ def model_info(path: str | os.PathLike[str]) -> ModelInfo:
         weights = files.artifact / "model.safetensors"
         digest_of = weights if weights.is_file() else (files.onnx or files.engine)
     elif files.onnx is not None:
-        from export.onnx_export import read_metadata
-
-        meta = read_metadata(files.onnx)
+        meta = read_metadata(files.onnx)  # onnxruntime's session metadata: no onnx package needed
         config = json.loads(meta.get("config", "{}"))
         profile = config.get("feature_profile")
         card = json.loads(meta.get("card", "{}"))

@@ -31,14 +31,13 @@ from core.config import MODALITIES
 from core.errors import FineError
 from core.features.decode import decode_audio
 from core.features.text import Word
-from core.features.transcribe import Transcriber
+from core.features.transcribe import ASR_RATE, Transcriber
 
 log = logging.getLogger(__name__)
 
 AUDIO_EXTS = (".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".wma")
 VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".mpg", ".mpeg", ".flv", ".m4v", ".ts", ".wmv")
 MEDIA_EXTS = AUDIO_EXTS + VIDEO_EXTS
-ASR_RATE = 16000
 FINISHED = ("complete", "no_speech", "failed", "skipped")
 INTERNAL = "internal error"
 CSV_NAME, JSON_NAME, PNG_NAME, HTML_NAME = "timeline.csv", "timeline.json", "plot.png", "report.html"

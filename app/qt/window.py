@@ -32,7 +32,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.live.config import DEMO_CLIP, LiveConfig, resolve_model
+from app.assets import DEMO_CLIP, resolve_model
+from app.live.config import LiveConfig
 from app.live.record import SessionRecorder
 from app.live.session import LiveSession
 from app.live.sources import (

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from core.config import ConfigError
+from core.errors import check
 from core.features.profile import ModalityProfile
 
 log = logging.getLogger(__name__)
@@ -33,11 +33,6 @@ log = logging.getLogger(__name__)
 NAME = "fine-logmel-prosody"
 VERSION = "1"
 PROSODY = ("log_energy", "zcr", "flatness", "voicing", "log2_f0")
-
-
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ConfigError(msg)
 
 
 @dataclass(frozen=True)
@@ -56,23 +51,23 @@ class AudioFeatureConfig:
     min_active: float = 0.05  # a clip is "present" when at least this fraction of frames is active
 
     def __post_init__(self) -> None:
-        _check(self.sample_rate >= 8000, f"audio.sample_rate must be >= 8000, got {self.sample_rate}")
-        _check(self.frame_length >= 64, f"audio.frame_length must be >= 64, got {self.frame_length}")
-        _check(0 < self.hop_length <= self.frame_length, "audio.hop_length must be in (0, frame_length]")
-        _check(self.n_mels >= 1, f"audio.n_mels must be >= 1, got {self.n_mels}")
-        _check(
+        check(self.sample_rate >= 8000, f"audio.sample_rate must be >= 8000, got {self.sample_rate}")
+        check(self.frame_length >= 64, f"audio.frame_length must be >= 64, got {self.frame_length}")
+        check(0 < self.hop_length <= self.frame_length, "audio.hop_length must be in (0, frame_length]")
+        check(self.n_mels >= 1, f"audio.n_mels must be >= 1, got {self.n_mels}")
+        check(
             0 <= self.fmin < self.fmax <= self.sample_rate / 2,
             "audio: need 0 <= fmin < fmax <= sample_rate/2",
         )
-        _check(0 < self.f0_min < self.f0_max, "audio: need 0 < f0_min < f0_max")
-        _check(
+        check(0 < self.f0_min < self.f0_max, "audio: need 0 < f0_min < f0_max")
+        check(
             self.sample_rate / self.f0_min < self.frame_length / 2,
             f"audio: frame_length {self.frame_length} is too short for f0_min {self.f0_min} Hz "
             "(need two periods per frame)",
         )
-        _check(0 < self.voicing_threshold < 1, "audio.voicing_threshold must be in (0, 1)")
-        _check(0 <= self.octave_cost < 1, "audio.octave_cost must be in [0, 1)")
-        _check(0 <= self.min_active <= 1, "audio.min_active must be in [0, 1]")
+        check(0 < self.voicing_threshold < 1, "audio.voicing_threshold must be in (0, 1)")
+        check(0 <= self.octave_cost < 1, "audio.octave_cost must be in [0, 1)")
+        check(0 <= self.min_active <= 1, "audio.min_active must be in [0, 1]")
 
     @property
     def frame_rate(self) -> float:

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from core.config import ConfigError
 from core.errors import FineError
 
 log = logging.getLogger(__name__)
@@ -234,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _cores(args.cores) as pinned:
             audio, vision, source = _run(args)
-    except (FineError, ConfigError) as exc:
+    except FineError as exc:
         print(f"fine bench features: {exc}", file=sys.stderr)
         return 2
     _report(args, pinned, source, audio, vision)

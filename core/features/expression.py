@@ -29,8 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.config import ConfigError, from_dict, to_dict
+from core.config import from_dict, to_dict
 from core.errors import InputError
+from core.errors import check as _check
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,6 @@ EXPRESSION_SIZE = 48
 ASSET_DIR = Path(__file__).with_name("assets") / "expression"
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 FORMAT = "fine-expression-encoder"
-
-
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ConfigError(msg)
 
 
 @dataclass(frozen=True)

@@ -11,16 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.config import MODALITIES, ConfigError, from_dict, to_dict
-from core.errors import InputError
+from core.errors import InputError, check
 
 
 class FeatureProfileError(InputError):
     """A model's feature profile does not match the features this installation computes."""
-
-
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ConfigError(msg)
 
 
 @dataclass(frozen=True)
@@ -40,11 +35,11 @@ class ModalityProfile:
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.name, str) and self.name != "", "profile name must be a non-empty string")
-        _check(isinstance(self.version, str) and self.version != "", f"{self.name}: version must be a string")
-        _check(isinstance(self.dim, int) and self.dim >= 1, f"{self.name}: dim must be a positive int")
-        _check(self.frame_rate is None or self.frame_rate > 0, f"{self.name}: frame_rate must be > 0")
-        _check(self.sample_rate is None or self.sample_rate > 0, f"{self.name}: sample_rate must be > 0")
+        check(isinstance(self.name, str) and self.name != "", "profile name must be a non-empty string")
+        check(isinstance(self.version, str) and self.version != "", f"{self.name}: version must be a string")
+        check(isinstance(self.dim, int) and self.dim >= 1, f"{self.name}: dim must be a positive int")
+        check(self.frame_rate is None or self.frame_rate > 0, f"{self.name}: frame_rate must be > 0")
+        check(self.sample_rate is None or self.sample_rate > 0, f"{self.name}: sample_rate must be > 0")
         if self.frame_rate is not None:
             object.__setattr__(self, "frame_rate", float(self.frame_rate))
 

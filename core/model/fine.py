@@ -1,4 +1,4 @@
-"""FINE: the inference graph (METHOD.md §1). Training-only parts live in ``core.losses``.
+"""FINE: the inference graph (docs/METHOD.md §1). Training-only parts live in ``core.losses``.
 
 Data flow for each modality m (b batch, t time, q queries, d width, f FTRE width)::
 
@@ -9,8 +9,10 @@ Data flow for each modality m (b batch, t time, q queries, d width, f FTRE width
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -21,8 +23,10 @@ from core.config import MODALITIES, FineConfig
 from core.model.ftre import FTRE, FTREOutput
 from core.model.fusion import FusionTransformer, Heads
 from core.model.layers import sinusoidal_positions
-from core.model.qformer import MixtureOfQFormers, mixture_of_qformers
+from core.model.qformer import MixtureOfQFormers, mixture_of_qformers, stack_expert_weights
 from core.text_encoder import TextEncoder
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -102,8 +106,21 @@ class ModalityEncoder(nn.Module):
         return EmbeddedSequence(h, mask, present)
 
 
+@dataclass(frozen=True)
+class PreparedWeights:
+    """What :meth:`FINE.prepare_inference` computed: the stacked Q-Former weights and the identity
+    (storage, in-place version) of the parameters they were computed from."""
+
+    key: tuple[tuple[int, int], ...]
+    weights: list[dict[str, Tensor]]
+
+
 class FINE(nn.Module):
-    """The full inference graph. ``forward(batch) -> FineOutput``; no state is kept between calls."""
+    """The full inference graph. ``forward(batch) -> FineOutput``; no state is kept between calls.
+
+    For eager inference call :meth:`prepare_inference` once after loading (the runners do): the
+    Q-Former's folded, stacked weights are then computed once instead of on every call.
+    """
 
     def __init__(self, config: FineConfig, text_encoder: TextEncoder | None = None) -> None:
         super().__init__()
@@ -128,7 +145,60 @@ class FINE(nn.Module):
             config.unimodal_heads,
             config.fusion.dropout,
         )
+        self.prepared: PreparedWeights | None = None  # see prepare_inference
 
+    # ---------------------------------------------------------------------------------- inference weights
+    def _moqs(self) -> list[MixtureOfQFormers]:
+        return [cast(ModalityEncoder, self.encoders[m]).moq for m in MODALITIES]
+
+    def _weights_key(self) -> tuple[tuple[int, int], ...]:
+        return tuple((p.data_ptr(), p._version) for moq in self._moqs() for p in moq.blocks.parameters())
+
+    def prepare_inference(self) -> FINE:
+        """Switch to eval mode and compute the Q-Former's inference weights once (returns ``self``).
+
+        Used by ``forward`` in eval mode without autograd (``torch.no_grad`` / ``inference_mode``), the
+        way the runners call it; a call with autograd on, in training mode or while tracing for export
+        computes them from the parameters as always. The outputs are the same either way, bit for bit.
+        The prepared weights are dropped by :meth:`train`, :meth:`load_state_dict` and device or dtype
+        moves, and ignored (with a warning) once a Q-Former parameter was changed in place; after
+        editing parameters through ``.data`` (which no version counter sees), call this again.
+        """
+        self.eval()
+        with torch.no_grad():
+            self.prepared = PreparedWeights(self._weights_key(), stack_expert_weights(self._moqs()))
+        return self
+
+    def _prepared_weights(self) -> list[dict[str, Tensor]] | None:
+        prepared = self.prepared
+        if prepared is None or self.training or torch.is_grad_enabled():
+            return None
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return None  # an exported graph computes the folds itself and constant-folds them
+        if prepared.key != self._weights_key():
+            log.warning(
+                "Q-Former parameters changed since prepare_inference(); computing from the parameters"
+            )
+            self.prepared = None
+            return None
+        return prepared.weights
+
+    def train(self, mode: bool = True) -> FINE:
+        if mode:
+            self.prepared = None
+        return super().train(mode)
+
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
+        self.prepared = None
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> FINE:  # .to(), .cuda(), .half(), ...
+        self.prepared = None
+        return super()._apply(fn, recurse)
+
+    # ---------------------------------------------------------------------------------- forward
     def encode_text(self, ids: Tensor, mask: Tensor) -> Tensor:
         assert self.text_encoder is not None
         with torch.set_grad_enabled(self.text_encoder.finetune and torch.is_grad_enabled()):
@@ -144,7 +214,10 @@ class FINE(nn.Module):
             seqs[m] = self.encoders[m](x.float(), mask, presence[:, i])
         encoders = [cast(ModalityEncoder, self.encoders[m]) for m in MODALITIES]
         x_hat, gates = mixture_of_qformers(
-            [enc.moq for enc in encoders], [seqs[m].h for m in MODALITIES], [seqs[m].mask for m in MODALITIES]
+            [enc.moq for enc in encoders],
+            [seqs[m].h for m in MODALITIES],
+            [seqs[m].mask for m in MODALITIES],
+            self._prepared_weights(),
         )  # (3, b, q, d)
         present = torch.stack([seqs[m].present for m in MODALITIES])  # (3, b)
         absent = torch.stack([enc.absent for enc in encoders]).unsqueeze(1)  # (3, 1, q, d)

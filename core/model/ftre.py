@@ -1,4 +1,4 @@
-"""Factorized task-relevant encoder (FTRE), METHOD.md §1.3.
+"""Factorized task-relevant encoder (FTRE), docs/METHOD.md §1.3.
 
 Per modality: MLP encoders split the Q-Former tokens ``x̂`` into a shared part ``s`` and a unique part
 ``u``; two more MLPs filter task noise out of each, giving ``str`` (shared task-relevant) and ``utr``

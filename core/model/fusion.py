@@ -1,4 +1,4 @@
-"""Fusion Transformer with one [CLS] token per modality, and the prediction heads (METHOD.md §1.4)."""
+"""Fusion Transformer with one [CLS] token per modality, and the prediction heads (docs/METHOD.md §1.4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Mixture of Q-Formers (MoQ), one per modality (METHOD.md §1.2).
+"""Mixture of Q-Formers (MoQ), one per modality (docs/METHOD.md §1.2).
 
 Each expert is a small Q-Former: L learnable query tokens that self-attend, cross-attend to the projected
 modality sequence (key padding applied) and pass an FFN, for ``num_blocks`` blocks. A router (softmax over
@@ -11,6 +11,9 @@ Each modality owns its MoQ (its parameters), but the MoQs of all modalities run 
 modalities at once; only the cross-attention core (scores, softmax, values) runs per modality, against
 that modality's own keys. The cross-attention keys/values of a sequence are projected once per block,
 straight into head-major layout, and shared by its experts, which keeps long sequences cheap.
+
+This is the fast form. :mod:`core.model.reference` writes the same block and mixture plainly, one expert
+at a time; read that first to see what is computed, and this module for how it is made cheap.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ class QFormerBlock(nn.Module):
     that involves the sequence.
 
     Attention is written out (no fused kernel) in layouts chosen for CPU inference; each rewrite is exact
-    up to float rounding (tests/core/test_model.py checks the block against a plain per-expert reference):
+    up to float rounding (tests/core/test_model.py checks the block against
+    :func:`core.model.reference.plain_qformer_block`, the same block written plainly, one expert at a time):
 
     - keys and values are projected straight into head-major ``(H, b, t, dh)`` (a weight reshape, free
       once exported), so the sequence, the largest tensor of the block, is never transposed;
@@ -205,12 +209,18 @@ class MixtureOfQFormers(nn.Module):
 
 
 def mixture_of_qformers(
-    moqs: Sequence[MixtureOfQFormers], xs: Sequence[Tensor], masks: Sequence[Tensor]
+    moqs: Sequence[MixtureOfQFormers],
+    xs: Sequence[Tensor],
+    masks: Sequence[Tensor],
+    weights: Sequence[dict[str, Tensor]] | None = None,
 ) -> tuple[Tensor, list[Tensor]]:
     """Run the MoQs of M modalities (same config, as every FINE builds them) as one computation.
 
     xs[i] (b, t_i, d) and masks[i] (b, t_i): modality i's projected sequence and key mask (t may differ
-    between modalities). Returns x_hat (M, b, q, d) and, per modality, the gates (b, E).
+    between modalities). ``weights``: :func:`stack_expert_weights` of ``moqs`` computed beforehand
+    (inference only); computed here from the parameters when not given. Returns x_hat (M, b, q, d) and,
+    per modality, the gates (b, E). :func:`core.model.reference.plain_mixture_of_qformers` states the
+    same computation plainly, for one modality.
     """
     first = moqs[0]
     e, q, d = first.experts, first.num_queries, first.d
@@ -236,7 +246,8 @@ def mixture_of_qformers(
     h = torch.cat([moq.queries for moq in moqs]).unsqueeze(1) if m > 1 else first.queries.unsqueeze(1)
     if training:  # per-sample dropout masks in the first block, as with any other token
         h = h.expand(-1, b, -1, -1)
-    for layer, w in zip(zip(*blocks, strict=True), _stacked_weights(moqs), strict=True):
+    stacked = stack_expert_weights(moqs) if weights is None else weights
+    for layer, w in zip(zip(*blocks, strict=True), stacked, strict=True):
         cross = [(*blk.keys_values(seq), bias) for blk, seq, bias in zip(layer, seqs, biases, strict=True)]
         h = qformer_block(w, h, cross, size, layer[0].drop.p, training)
     gates = [moq.gates(x, mk) for moq, x, mk in zip(moqs, xs, masks, strict=True)]
@@ -248,36 +259,18 @@ def mixture_of_qformers(
     return mixed * gamma + beta, gates
 
 
-def _stacked_weights(moqs: Sequence[MixtureOfQFormers]) -> list[dict[str, Tensor]]:
+def stack_expert_weights(moqs: Sequence[MixtureOfQFormers]) -> list[dict[str, Tensor]]:
     """Per block, the :meth:`QFormerBlock.expert_weights` of every modality concatenated on the expert axis.
 
-    In eager inference (no autograd, eval mode) the result is cached on the first MoQ and reused while the
-    parameters are unchanged: the folds and the concatenation copy about 20 MB at the defaults, which would
-    otherwise dominate a batch-1 call. The key is each parameter's storage, in-place version counter and
-    sum (the sums catch in-place updates that bypass the version counter: ``param.data`` edits, fused
-    optimisers). An exported graph folds these weights to constants anyway, so tracing never caches.
+    Computed from the parameters on every training step; for eager inference
+    :meth:`core.model.fine.FINE.prepare_inference` computes it once (the folds and the concatenation copy
+    about 20 MB at the defaults, which would otherwise dominate a batch-1 call). An exported graph folds
+    these weights to constants anyway.
     """
-    cacheable = not (
-        torch.is_grad_enabled()
-        or moqs[0].training
-        or torch.jit.is_tracing()
-        or torch.onnx.is_in_onnx_export()
-    )
-    key: tuple[object, ...] = ()
-    sums = torch.empty(0)
-    if cacheable:
-        params = [p for moq in moqs for p in moq.blocks.parameters()]
-        key = tuple((id(moq), p.data_ptr(), p._version) for moq in moqs for p in moq.blocks.parameters())
-        sums = torch.stack([p.sum() for p in params])
-        cached = moqs[0].__dict__.get("_stacked_cache")
-        if cached is not None and cached[0] == key and torch.equal(cached[1], sums):
-            return cast(list[dict[str, Tensor]], cached[2])
     stacked = []
     for layer in zip(*(cast(list[QFormerBlock], list(moq.blocks)) for moq in moqs), strict=True):
         weights = [blk.expert_weights() for blk in layer]
         stacked.append(
             weights[0] if len(weights) == 1 else {k: torch.cat([w[k] for w in weights]) for k in weights[0]}
         )
-    if cacheable:
-        moqs[0].__dict__["_stacked_cache"] = (key, sums, stacked)
     return stacked

@@ -56,7 +56,7 @@ class TensorRTExpressionBackend:
     def __init__(self, engine_path: str | os.PathLike[str], device: int = 0) -> None:
         import torch
 
-        from export.tensorrt_build import import_tensorrt
+        from export.runtime.tensorrt_runner import import_tensorrt
 
         trt = self._trt = import_tensorrt()
         if not torch.cuda.is_available():

@@ -12,7 +12,9 @@ import numpy as np
 from core.batch import ModalityBatch
 from core.errors import InputError, MissingDependencyError
 from export.io import TextInput
+from export.metadata import fine_entries
 from export.runtime.base import Runner
+from export.runtime.profiles import profile_shapes
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +57,8 @@ def available_providers() -> list[str]:
 def tensorrt_ep_options(onnx_path: Path, cache: Path, fp16: bool) -> dict[str, Any]:
     """TensorRT execution provider options: FP16, engine + timing cache, and explicit min/opt/max
     profiles (the same defaults as native engines) so dynamic shapes never trigger a rebuild."""
-    from export.tensorrt_build import EngineOptions, profile_shapes
-
     cache.mkdir(parents=True, exist_ok=True)
-    shapes = profile_shapes(onnx_path, EngineOptions())
+    shapes = profile_shapes(onnx_path)
 
     def spec(i: int) -> str:
         return ",".join(f"{name}:{'x'.join(str(d) for d in dims[i])}" for name, dims in shapes.items())
@@ -147,9 +147,7 @@ class OnnxRuntimeRunner(Runner):
         ort = import_onnxruntime()
         so = self._session_options(ort)
         self._session = ort.InferenceSession(str(self.path), so, providers=self._providers(ort))
-        self.metadata = {
-            k.removeprefix("fine."): v for k, v in self._session.get_modelmeta().custom_metadata_map.items()
-        }
+        self.metadata = fine_entries(self._session.get_modelmeta().custom_metadata_map)
         names = {i.name for i in self._session.get_inputs()}
         self.text_input = "ids" if "text_ids" in names else "embeddings"
         if self.text_encoder_path is not None:

@@ -18,9 +18,22 @@ import numpy as np
 from core.errors import InputError, MissingDependencyError
 from export.io import TextInput
 from export.runtime.base import Runner
-from export.tensorrt_build import import_tensorrt
 
 log = logging.getLogger(__name__)
+
+TENSORRT_HINT = (
+    "TensorRT is not installed: on Jetson use JetPack 6's python3-libnvinfer (TensorRT 10.3); "
+    "on a desktop GPU 'pip install tensorrt' (CUDA 12); without it, run the ONNX with onnxruntime"
+)
+
+
+def import_tensorrt() -> Any:
+    """The ``tensorrt`` module, or a MissingDependencyError with the install hint."""
+    try:
+        import tensorrt
+    except ImportError:
+        raise MissingDependencyError(TENSORRT_HINT) from None
+    return tensorrt
 
 
 def _torch_dtype(trt: Any, dtype: Any) -> Any:
@@ -125,40 +138,3 @@ class TensorRTRunner(Runner):
         self._context = None
         self._engine = None
         self._stream = None
-
-
-def make_int8_calibrator(trt: Any, feeds_npz: Path, cache_file: Path) -> Any:
-    """An entropy calibrator (TensorRT 10.x) over the batches in ``feeds_npz``.
-
-    The file holds graph feeds with a leading chunk axis: ``name -> (n_batches, b, ...)``.
-    """
-    import torch
-
-    if not feeds_npz.is_file():
-        raise InputError(f"{feeds_npz}: calibration file not found (an .npz of graph feeds)")
-    data = dict(np.load(feeds_npz))
-    n = len(next(iter(data.values())))
-
-    class _Calibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc,name-defined]
-        def __init__(self) -> None:
-            super().__init__()
-            self.index = 0
-            self.buffers: dict[str, Any] = {}
-
-        def get_batch_size(self) -> int:
-            return int(data["presence"].shape[1])
-
-        def get_batch(self, names: list[str]) -> list[int] | None:
-            if self.index >= n:
-                return None
-            self.buffers = {k: torch.from_numpy(data[k][self.index]).cuda() for k in names}
-            self.index += 1
-            return [int(self.buffers[k].data_ptr()) for k in names]
-
-        def read_calibration_cache(self) -> bytes | None:
-            return cache_file.read_bytes() if cache_file.is_file() else None
-
-        def write_calibration_cache(self, cache: bytes) -> None:
-            cache_file.write_bytes(bytes(cache))
-
-    return _Calibrator()

@@ -9,13 +9,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from export.io import TextInput, feeds_to_tensors
+from core.model import FINE
+from export.io import TextInput, feeds_to_tensors, fusion_only, text_input_of
 from export.runtime.base import Runner
 
 
 class TorchRunner(Runner):
     """``model``: a FINE module or an artifact directory. ``text_encoder="outside"`` makes the runner
-    take pre-computed text embeddings, like a graph exported with the encoder outside."""
+    take pre-computed text embeddings, like a graph exported with the encoder outside.
+
+    Activation puts the model in eval mode on ``device`` and calls :meth:`FINE.prepare_inference`, so
+    the model must not be trained while a runner uses it (activate a new runner after training)."""
 
     def __init__(
         self,
@@ -35,8 +39,6 @@ class TorchRunner(Runner):
             self._bind(model)
 
     def _bind(self, model: nn.Module) -> None:
-        from export.onnx_export import fusion_only, text_input_of
-
         self.text_input: TextInput = text_input_of(model, self._text_encoder)
         self.model = (fusion_only(model) if self.text_input == "embeddings" else model).eval()
 
@@ -49,6 +51,8 @@ class TorchRunner(Runner):
         if self.threads:
             torch.set_num_threads(self.threads)
         self.model.to(self.device)
+        if isinstance(self.model, FINE):
+            self.model.prepare_inference()  # the Q-Former's inference weights, once (after the move)
 
     def _run(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         assert self.model is not None

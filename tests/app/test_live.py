@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.assets import resolve_model
 from app.live.buffers import AudioBuffer
-from app.live.config import LiveConfig, resolve_model
+from app.live.config import LiveConfig
 from app.live.session import LiveEvents, LiveSession
 from app.live.sources import FileAudioSource, FileVideoSource, MicrophoneSource, file_sources
 from core.errors import InputError
@@ -230,9 +231,9 @@ def test_agreed_sentences() -> None:
 
 
 def test_missing_default_model_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import app.live.config as config
+    import app.assets as assets
 
-    monkeypatch.setattr(config, "DEFAULT_MODEL_DIR", tmp_path / "models" / "default")
+    monkeypatch.setattr(assets, "DEFAULT_MODEL", tmp_path / "models" / "default")
     with pytest.raises(InputError, match=r"no --model given .* pass --model DIR"):
         resolve_model(None)
     with pytest.raises(InputError, match="nope: no such model"):

@@ -152,43 +152,11 @@ def test_folded_layer_norm_affine_equals_norm_then_linear():
     assert float((normed_linear(one, norm, lin) - lin(norm(one))).abs().max()) < 1e-5
 
 
-def _plain_qformer_block(blk, h, seq, mask):
-    """The Q-Former block of METHOD.md written plainly, one expert at a time, from the block's parameters:
-    LayerNorm -> Linear -> per-head softmax attention (key padding masked) -> Linear, then the FFN."""
-    import torch.nn.functional as F
-
-    e_count, _, q, d = h.shape
-    b, hh, dh = seq.shape[0], blk.h, blk.dh
-
-    def heads(x):  # (b, n, d) -> (b, H, n, dh)
-        return x.view(x.shape[0], -1, hh, dh).transpose(1, 2)
-
-    out = []
-    for e in range(e_count):
-
-        def ln(x, norm, e=e):
-            return F.layer_norm(x, (d,), norm.weight[e], norm.bias[e])
-
-        def lin(x, layer, e=e):
-            return x @ layer.weight[e] + layer.bias[e]
-
-        x = h[e].expand(b, q, d)
-        qs, ks, vs = lin(ln(x, blk.norm_sa), blk.qkv).split(d, dim=-1)
-        att = F.scaled_dot_product_attention(heads(qs), heads(ks), heads(vs))
-        x = x + lin(att.transpose(1, 2).reshape(b, q, d), blk.out_sa)
-        kc, vc = blk.kv_ca(seq).split(d, dim=-1)
-        att = F.scaled_dot_product_attention(
-            heads(lin(ln(x, blk.norm_ca), blk.q_ca)), heads(kc), heads(vc), attn_mask=mask[:, None, None, :]
-        )
-        x = x + lin(att.transpose(1, 2).reshape(b, q, d), blk.out_ca)
-        out.append(x + lin(F.gelu(lin(ln(x, blk.norm_ff), blk.ff1)), blk.ff2))
-    return torch.stack(out)
-
-
 @torch.no_grad()
 @pytest.mark.parametrize("query_batch", [1, 4])  # 1: the first block's shared learned queries
 def test_qformer_block_equals_the_plain_per_expert_block(query_batch):
     from core.model.qformer import QFormerBlock
+    from core.model.reference import plain_qformer_block
 
     torch.manual_seed(0)
     blk = QFormerBlock(32, 4, 3, dropout=0.0, ffn_mult=2)
@@ -201,7 +169,7 @@ def test_qformer_block_equals_the_plain_per_expert_block(query_batch):
     mask = torch.ones(4, 9, dtype=torch.bool)
     mask[1, 4:] = False
     mask[3, 1:] = False
-    ref = _plain_qformer_block(blk, h, seq, mask)
+    ref = plain_qformer_block(blk, h, seq, mask)
     bias = torch.zeros(4, 9).masked_fill(~mask, torch.finfo(torch.float32).min)[None, :, None, :]
     for training in (False, True):  # eval drops the key bias (softmax ignores it); training adds it
         blk.train(training)
@@ -217,8 +185,10 @@ def test_qformer_block_equals_the_plain_per_expert_block(query_batch):
 @pytest.mark.parametrize("training", [False, True])
 def test_modalities_moqs_run_together_equal_each_run_alone(training):
     """FINE runs the three modalities' MoQs as one stacked computation; it must equal running each alone
-    (sequences of different lengths, padding, trained-looking parameters), values and gradients."""
+    and the plain per-expert reference (sequences of different lengths, padding, trained-looking
+    parameters), values and gradients."""
     from core.model.qformer import MixtureOfQFormers, mixture_of_qformers
+    from core.model.reference import plain_mixture_of_qformers
 
     torch.manual_seed(0)
     cfg = MoQConfig(num_experts=3, num_queries=5, num_blocks=2, num_heads=4, dropout=0.0)
@@ -236,10 +206,13 @@ def test_modalities_moqs_run_together_equal_each_run_alone(training):
     masks[2][3, 2:] = False
     alone = [moq(x, mk) for moq, x, mk in zip(moqs, xs, masks)]
     together, gates = mixture_of_qformers(moqs, xs, masks)  # (3, b, q, d), per modality (b, E)
-    for (x_hat, g), x_hat2, g2 in zip(alone, together.unbind(0), gates):
+    for (x_hat, g), x_hat2, g2, moq, x, mk in zip(alone, together.unbind(0), gates, moqs, xs, masks):
         assert x_hat2.shape == (4, 5, 32)
         assert float((x_hat - x_hat2).detach().abs().max()) < 1e-5
         assert torch.equal(g, g2)
+        plain, plain_gates = plain_mixture_of_qformers(moq, x, mk)
+        assert float((plain - x_hat2).detach().abs().max()) < 2e-5
+        assert float((plain_gates - g2).detach().abs().max()) < 1e-6
     w = torch.randn(4, 5, 32)
     wrt = [*xs, *moqs[1].parameters()]
     grads_alone = torch.autograd.grad(sum((x_hat * w).sum() for x_hat, _ in alone), wrt)
@@ -248,44 +221,43 @@ def test_modalities_moqs_run_together_equal_each_run_alone(training):
         assert float((ga - gt).abs().max()) <= 1e-4 * (1.0 + float(ga.abs().max()))
 
 
-def test_cached_inference_weights_follow_parameter_changes():
-    """Eager inference caches the stacked Q-Former weights; any in-place change of a parameter (an optimiser
-    step, a fused one included, load_state_dict, an edit through ``.data``) must be seen by the next call,
-    exactly as without the cache."""
+def test_prepared_inference_weights_give_the_same_outputs_and_never_go_stale():
+    """``prepare_inference`` computes the Q-Former's stacked weights once for eager inference. Outputs are
+    bit-identical to computing them per call; training, load_state_dict, dtype moves and in-place
+    parameter changes drop them (the next call computes from the parameters again)."""
     torch.manual_seed(0)
     model = FINE(small_config()).eval()
     batch = random_batch()
     with torch.inference_mode():
-        first = model(batch).score
-        assert torch.equal(model(batch).score, first)  # served from the cache
+        unprepared = model(batch).score
+    assert model.prepare_inference() is model and model.prepared is not None
+    with torch.inference_mode():
+        assert torch.equal(model(batch).score, unprepared)
     with torch.no_grad():
-        model.encoders["audio"].moq.blocks[-1].ff2.weight.mul_(3.0)
-    with torch.inference_mode():
+        assert torch.equal(model(batch).score, unprepared)
+        model.encoders["audio"].moq.blocks[-1].ff2.weight.mul_(3.0)  # an in-place change (version bump)
         changed = model(batch).score
-    reference = model(batch).score.detach()  # autograd on: computed without the cache
-    assert float((changed - first).abs().max()) > 1e-4
-    assert float((changed - reference).abs().max()) < 1e-6
-    model.encoders["text"].moq.blocks[0].qkv.weight.data[0, 0, :5] += 1.0  # no version bump
-    with torch.inference_mode():
-        edited = model(batch).score
-    assert float((edited - changed).abs().max()) > 1e-6
-    assert float((edited - model(batch).score.detach()).abs().max()) < 1e-6
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)  # updates without version bumps
+    assert model.prepared is None  # noticed and dropped
+    assert float((changed - unprepared).abs().max()) > 1e-4
+    assert float((changed - model(batch).score.detach()).abs().max()) < 1e-6  # autograd on: plain path
+    model.prepare_inference()
     model.train()
-    model(batch).score.pow(2).sum().backward()
-    opt.step()
-    model.eval()
-    with torch.inference_mode():
-        stepped = model(batch).score
-    assert float((stepped - edited).abs().max()) > 1e-4
-    assert float((stepped - model(batch).score.detach()).abs().max()) < 1e-6
-    changed = stepped
-    fresh = FINE(small_config()).eval()
-    fresh.load_state_dict(model.state_dict())
+    assert model.prepared is None
+    model.prepare_inference()
     model.load_state_dict(FINE(small_config()).state_dict())
-    with torch.inference_mode():
-        assert float((model(batch).score - changed).abs().max()) > 1e-4
-        assert float((fresh(batch).score - changed).abs().max()) < 1e-6
+    assert model.prepared is None
+    model.prepare_inference()
+    model.double()
+    assert model.prepared is None
+    model.float().prepare_inference()
+    model.encoders["text"].moq.blocks[0].qkv.weight.data[0, 0, :5] += 1.0  # no version bump: documented
+    with torch.no_grad():
+        stale = model(batch).score  # still the weights prepared before the edit
+        model.prepare_inference()  # what the docstring asks for after a .data edit
+        fresh = model(batch).score
+        model.prepared = None
+        assert torch.equal(fresh, model(batch).score)
+    assert float((fresh - stale).abs().max()) > 1e-6
 
 
 @torch.no_grad()

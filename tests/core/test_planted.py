@@ -10,7 +10,8 @@ from core.config import MODALITIES, LossConfig
 from core.losses import FineLoss
 from core.model import FINE
 from tests.core.helpers import small_config
-from training.data import Dataset, iterate_batches
+from tests.training.helpers import iterate_batches
+from training.data import Dataset
 from training.synthetic import planted_splits
 from training.trainer import TrainConfig, Trainer
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import onnx
@@ -11,8 +12,9 @@ import pytest
 from core.config import MODALITIES
 from core.errors import InputError
 from export.compare import compare_runners
-from export.io import input_names
-from export.onnx_export import ExportOptions, export_onnx, fusion_only, read_metadata
+from export.io import fusion_only, input_names
+from export.metadata import read_metadata
+from export.onnx_export import ExportOptions, export_onnx
 from export.runtime.onnxruntime_runner import OnnxRuntimeRunner
 from export.runtime.torch_runner import TorchRunner
 from tests.export.conftest import LENGTH_CASES, make_batch
@@ -39,6 +41,16 @@ def test_graph_interface_and_metadata(small_model, small_onnx) -> None:  # type:
     assert "feature_profile" in meta and meta["opset"] == "17"
     # inference graph only: no training modules
     assert not any(k in n.name for n in model.graph.node for k in ("critic", "decoder", "queue", "label_enc"))
+
+
+def test_metadata_is_read_without_the_onnx_package(small_onnx, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The app and a Jetson read a graph's fine.* metadata through onnxruntime: ``onnx`` not needed."""
+    with_onnx = read_metadata(small_onnx)
+    monkeypatch.setitem(sys.modules, "onnx", None)  # ``import onnx`` now raises ImportError
+    with pytest.raises(ImportError):
+        import onnx as _  # noqa: F401
+    assert read_metadata(small_onnx) == with_onnx
+    assert json.loads(with_onnx["label_range"]) == [-3.0, 3.0]
 
 
 @pytest.mark.parametrize("b", [1, 8])

@@ -1,4 +1,4 @@
-"""Shapley contributions (METHOD.md §7): efficiency, brute-force agreement, exact zeros for absent."""
+"""Shapley contributions (docs/METHOD.md §7): efficiency, brute-force agreement, exact zeros for absent."""
 
 from __future__ import annotations
 

@@ -236,39 +236,20 @@ def test_cli_build_and_errors(raw: Path, tmp_path: Path, capsys: pytest.CaptureF
     lines = (raw / "label.csv").read_text().splitlines()
     labels.write_text("\n".join(lines[:3]) + "\n")  # two clips
     out = tmp_path / "c"
-    assert (
-        main(
-            [
-                "features",
-                "build",
-                "--videos",
-                str(raw),
-                "--labels",
-                str(labels),
-                "--out",
-                str(out),
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    build = [
+        "features",
+        "build",
+        "--videos",
+        str(raw),
+        "--labels",
+        str(labels),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main(build) == 0
     assert "2 clips extracted, 0 already done, 0 bad" in capsys.readouterr().out
-    assert (
-        main(
-            [
-                "features",
-                "build",
-                "--videos",
-                str(raw),
-                "--labels",
-                str(labels),
-                "--out",
-                str(out),
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert main(build) == 0  # again: nothing left to do
     assert "0 clips extracted, 2 already done" in capsys.readouterr().out
     assert (
         main(
@@ -308,7 +289,8 @@ def test_train_fine_on_the_cache(cache: tuple[Path, dict], one_thread: None) -> 
     from core.features.clip import FeatureExtractors
     from core.features.profile import check_profile
     from core.model import FINE
-    from training.data import collate, iterate_batches
+    from tests.training.helpers import iterate_batches
+    from training.data import collate
     from training.featcache import cache_profile, load_cache
 
     out, _ = cache

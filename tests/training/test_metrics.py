@@ -1,4 +1,4 @@
-"""MMSA metric conventions (METHOD.md §4), checked on hand-computed cases."""
+"""MMSA metric conventions (docs/METHOD.md §4), checked on hand-computed cases."""
 
 from __future__ import annotations
 
