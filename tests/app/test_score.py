@@ -44,12 +44,17 @@ def scored(
     return out, summary
 
 
+def words(text: str) -> list[str]:
+    return re.sub(r"[^a-z ]", "", text.lower()).split()
+
+
 def test_jfk_gives_the_known_sentence(scored: tuple[Path, dict]) -> None:
     out, summary = scored
     assert summary["jfk.flac"]["status"] == "complete"
     doc = json.loads((out / "jfk_flac" / "timeline.json").read_text())
     assert doc["status"] == "complete" and doc["mode"] == "utterance"
-    assert [r["text"] for r in doc["rows"]] == [JFK + "."]  # one sentence, one utterance, every word
+    # one utterance, every word; Whisper's commas move with the decoding path (seen on this machine)
+    assert [words(r["text"]) for r in doc["rows"]] == [words(JFK)]
     first, last = doc["rows"][0], doc["rows"][-1]
     assert 0.0 <= first["start"] < 0.5 and 10.0 < last["end"] <= 11.0  # speech spans the 11 s file
     rows = read_csv_rows(out / "jfk_flac" / "timeline.csv")

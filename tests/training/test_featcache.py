@@ -143,7 +143,7 @@ def test_build_writes_safetensors_and_index(cache: tuple[Path, dict]) -> None:
     assert index["smile/0"]["presence"] == {"text": True, "audio": True, "vision": True}
     assert index["grid/bbaf2n"]["text"] == "bin blue at f two now"
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["profile"]["audio"]["dim"] == 45 and manifest["profile"]["vision"]["dim"] == 20
+    assert manifest["profile"]["audio"]["dim"] == 45 and manifest["profile"]["vision"]["dim"] == 60
     assert manifest["profile"]["text"]["dim"] == 384
 
 
@@ -155,16 +155,16 @@ def test_loader_splits_and_round_trip(cache: tuple[Path, dict], raw: Path) -> No
     out, _ = cache
     splits = load(f"cache:{out}")
     assert {k: len(v) for k, v in splits.items()} == {"train": 5, "valid": 2, "test": 2}
-    assert splits["train"].feature_dims == {"text": 384, "audio": 45, "vision": 20}
+    assert splits["train"].feature_dims == {"text": 384, "audio": 45, "vision": 60}
     assert (
-        splits["test"].feature_profile is not None and splits["test"].feature_profile["vision"]["dim"] == 20
+        splits["test"].feature_profile is not None and splits["test"].feature_profile["vision"]["dim"] == 60
     )
     sample = {s.id: s for ds in splits.values() for s in ds.samples}
     assert sample["noface/0"].features["vision"] is None and sample["noface/0"].label == 1.0
     s = sample["smile/0"]
     assert s.label == 2.0 and s.group == "smile" and s.text == POS
     # 3 s of audio at 100 fps (297 frames, +1 for the AAC encoder's padding), 15 frames at 5 fps, all with a face
-    assert s.features["audio"].shape in ((297, 45), (298, 45)) and s.features["vision"].shape == (15, 20)
+    assert s.features["audio"].shape in ((297, 45), (298, 45)) and s.features["vision"].shape == (15, 60)
     # round trip: the cached arrays are what the extractors compute in this process
     ex = FeatureExtractors()
     assert ex.vision.config == VisionFeatureConfig(fps=5.0)
