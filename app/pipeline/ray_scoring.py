@@ -88,6 +88,8 @@ def connect(opts: RayOptions) -> Any:
     ray = _ray()
     if ray.is_initialized():
         return ray
+    if opts.address not in (None, "auto"):
+        _check_reachable(opts.address)
     quiet = {"include_dashboard": False, "configure_logging": True, "logging_level": logging.WARNING}
     try:
         if opts.address is None:
@@ -99,6 +101,22 @@ def connect(opts: RayOptions) -> Any:
         first = (str(exc).strip().splitlines() or [""])[0]
         raise FineError(f"--ray {where}: cannot connect ({first})") from None
     return ray
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in one line now rather than after Ray's own minute-long connection retries."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise FineError(f"--ray {address}: expected HOST:PORT of the cluster's head node (or auto)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise FineError(
+            f"--ray {address}: cannot reach the Ray head node ({exc.strerror or exc}); "
+            "start it with 'ray start --head' or check the address"
+        ) from None
 
 
 def worker_count(ray: Any, opts: RayOptions, threads: int, inputs: int) -> int:

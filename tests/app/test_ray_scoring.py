@@ -15,8 +15,6 @@ import ray
 
 from app.pipeline.cli import main
 
-pytestmark = pytest.mark.slow
-
 NAMES = ("tts_positive_en.wav", "face_crying_plus_tts_negative.mp4", "single_face.mp4")
 SUMMARY_KEYS = ("input", "key", "status", "units", "duration", "mean_score", "min_score", "max_score")
 
@@ -57,6 +55,7 @@ def _same_as_local(local: tuple[Path, dict], out: Path, summary: dict[str, dict]
         assert have == sorted(p.name for p in (lout / key).iterdir())  # same files, no temporaries
 
 
+@pytest.mark.slow
 def test_ray_gives_the_local_timelines(
     local_ray: object, local_run: tuple[Path, dict], samples_dir: Path, tmp_path: Path
 ) -> None:
@@ -83,6 +82,7 @@ def _worker_pids(method: str) -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_retried(
     local_ray: object, local_run: tuple[Path, dict], samples_dir: Path, tmp_path: Path
 ) -> None:
@@ -109,3 +109,12 @@ def test_a_killed_worker_is_retried(
     _same_as_local(local_run, out, summary)
     retried = [s for s in summary.values() if "retried: worker died 1 time(s)" in s["reason"]]
     assert len(retried) == 1  # the input the killed worker was scoring, scored again to completion
+
+
+def test_an_unreachable_cluster_is_one_line(
+    samples_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = main([str(samples_dir / "jfk.flac"), "--out", str(tmp_path), "--ray", "127.0.0.1:1"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err
+    assert err.startswith("fine score: --ray 127.0.0.1:1: cannot reach the Ray head node")
