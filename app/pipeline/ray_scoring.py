@@ -86,10 +86,10 @@ def _ray() -> Any:
 def connect(opts: RayOptions) -> Any:
     """Join the cluster at ``opts.address``, or start a small local Ray (or use the one already up)."""
     ray = _ray()
-    if ray.is_initialized():
-        return ray
     if opts.address not in (None, "auto"):
         _check_reachable(opts.address)
+    if ray.is_initialized():
+        return ray
     quiet = {"include_dashboard": False, "configure_logging": True, "logging_level": logging.WARNING}
     try:
         if opts.address is None:
