@@ -50,7 +50,7 @@ if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.s
   "$VENV/bin/python" -c "import torch" || { log "torch install failed"; exit 1; }
 fi
 extras="all"
-[ "$action" = test ] && extras="all,dev"
+[ "$action" = test ] && extras="all,dev,ray"  # the tests also cover `fine score --ray`
 log "installing fine-msa[$extras] (editable)"
 "${PIP[@]}" install -q -e ".[$extras]" 2>&1 | grep -v -E '^(WARNING: Location|  )' >&2 || true
 "$VENV/bin/python" -c "import core, training, export, app" || { log "install failed"; exit 1; }

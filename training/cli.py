@@ -30,7 +30,7 @@ import torch
 from core.artifact import ModelCard, atomic_write_bytes, load_model, read_config, save_model
 from core.config import MODALITIES, FineConfig, LossConfig, TextEncoderConfig, from_dict
 from core.errors import FineError
-from training import datasets, robust
+from training import datasets, distributed, robust
 from training.data import Dataset, Sample, batch_order, collate
 from training.input_norm import fit_input_norm
 from training.metrics import metrics_for
@@ -392,11 +392,14 @@ def train_one(
         "robust": rob_cfg.to_dict(),
         "modalities": list(args.modalities),
         "sizes": {k: len(v) for k, v in splits.items()},
+        "world_size": getattr(distributed.current(), "world_size", 1),  # every (re)start: world.json
     }
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(
-        run_dir / "config.json", (json.dumps(resolved, indent=2, default=list) + "\n").encode()
-    )
+    main = distributed.is_main()  # under torchrun, rank 0 writes the run directory
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(
+            run_dir / "config.json", (json.dumps(resolved, indent=2, default=list) + "\n").encode()
+        )
     trainer = Trainer(
         model, loss, train_cfg, run_dir=run_dir, robust=_robust_training(args, rob_cfg, enc_cfg)
     )
@@ -411,6 +414,8 @@ def train_one(
         "train_seconds": round(time.perf_counter() - t0, 1),
         "train_cpu_seconds": round(_cpu_seconds() - c0, 1),
     }
+    if not main:
+        return metrics
     for name, split in (("valid", valid), ("test", test)):
         if split is not None and len(split):
             pred, y = trainer.predict(split)
@@ -552,18 +557,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     summary["total_seconds"] = round(time.perf_counter() - t0, 1)
     summary["total_cpu_seconds"] = round(_cpu_seconds(), 1)
     summary["peak_rss_mb"] = round(_peak_rss_mb(), 1)
-    if len(runs) > 1:
+    if len(runs) > 1 and distributed.is_main():
         atomic_write_bytes(args.out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
     return summary
 
 
 def train_main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    main = True
     try:
+        dist = distributed.setup()  # under torchrun: join the process group (training/distributed.py)
+        main = dist is None or dist.main
         summary = run(args)
     except (FineError, FloatingPointError) as exc:
         print(f"fine train: {exc}", file=sys.stderr)
         return 2
+    finally:
+        distributed.teardown()
+    if not main:  # rank 0 reports
+        return 0
     print(
         f"done in {summary['total_seconds']} s wall ({summary['total_cpu_seconds']} s CPU), peak RSS {summary['peak_rss_mb']:.0f} MB; run directory {args.out}"
     )

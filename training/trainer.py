@@ -33,6 +33,7 @@ from torch import nn
 from core.artifact import atomic_write_bytes, load_tensors, save_tensors
 from core.config import ConfigError
 from core.errors import InputError
+from training import distributed
 from training.data import Dataset, batch_order, collate
 from training.robust import RobustTraining
 
@@ -174,6 +175,12 @@ class Trainer:
         critic = loss.critic_parameters() if hasattr(loss, "critic_parameters") else []
         self.critic_optimizer = torch.optim.Adam(critic, lr=self.cfg.critic_lr) if critic else None
         self.critic_schedule = getattr(loss, "critic_schedule", "batch")
+        # under torchrun (training/distributed.py): the model step runs through DDP
+        self.dist = distributed.current()
+        self.net = self.dist.wrap(model) if self.dist is not None else model
+        self._loss_params = list(main_loss_params)
+        if self.dist is not None and self.robust is not None and self.robust.cfg.distill:
+            raise ConfigError("self-distillation (--distill) is not supported under torchrun yet")
 
     def add_callback(self, cb: Callback) -> None:
         self.callbacks.append(cb)
@@ -189,6 +196,12 @@ class Trainer:
         critic_loss = self.loss.critic_loss(out, labels)
         if critic_loss.requires_grad:
             critic_loss.backward()
+        stepped = critic_loss.requires_grad
+        if self.dist is not None:  # the same critic step on every rank
+            stepped = self.dist.average_grads(
+                p for g in self.critic_optimizer.param_groups for p in g["params"]
+            )
+        if stepped:
             self.critic_optimizer.step()
 
     def train_step(self, batch: Any) -> dict[str, float]:
@@ -198,7 +211,7 @@ class Trainer:
         distill = self.robust is not None and self.robust.cfg.distill
         if self.robust is not None and not distill:
             batch = self.robust.corrupt(batch)
-        out = self.model(batch)
+        out = self.net(batch)
         if self.critic_optimizer is not None and self.critic_schedule == "batch":
             self._critic_step(out, labels)
         self.optimizer.zero_grad(set_to_none=True)
@@ -209,14 +222,21 @@ class Trainer:
             extra, extra_terms = self.robust.distill_loss(self.model, batch, out)
             total = total + extra
             terms.update(extra_terms)
-        if not torch.isfinite(total):
+        finite = bool(torch.isfinite(total))
+        if self.dist is not None:
+            finite = self.dist.all_true(finite)  # every rank stops together
+        if not finite:
             raise FloatingPointError(f"non-finite loss at step {self.step}: {terms}")
         total.backward()
+        if self.dist is not None:  # DDP averaged the model's gradients; the loss's own ones here
+            self.dist.average_grads(self._loss_params)
         if self.cfg.grad_clip > 0:
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
         self.optimizer.step()
         if hasattr(self.loss, "update_queue"):
+            if self.dist is not None:  # the queue gets the whole global batch on every rank
+                out, labels = self.dist.gather_for_queue(out, labels)
             self.loss.update_queue(out, labels)
         self.step += 1
         return {"loss": total.item(), **{k: float(v) for k, v in terms.items()}}
@@ -225,11 +245,22 @@ class Trainer:
         """One pass of the critic optimiser over ``train`` with the model's features detached."""
         self.model.train()
         self.loss.train()
-        for idx in batch_order(train, self.cfg.batch_size, True, rng, self.cfg.bucket):
+        for idx in self._batches(train, rng):
             batch = collate([train.samples[i] for i in idx], train.feature_dims)
             with torch.no_grad():
                 out = self.model(batch)
             self._critic_step(out, batch.labels)
+
+    def _batches(self, train: Dataset, rng: np.random.Generator) -> list[np.ndarray]:
+        """The epoch's batches (with torchrun: this rank's share of each global batch)."""
+        batches = batch_order(train, self.cfg.batch_size, True, rng, self.cfg.bucket)
+        return self.dist.shard(batches) if self.dist is not None else batches
+
+    def _valid_loss(self, valid: Dataset) -> float:
+        """Validation on rank 0; every rank gets its loss (and so makes the same early-stopping call)."""
+        if self.dist is None:
+            return self.valid_loss(valid)
+        return self.dist.broadcast(self.valid_loss(valid) if self.dist.main else 0.0)
 
     def predict(self, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
         """Predictions and labels for a whole split, in the split's order (eval mode)."""
@@ -309,16 +340,22 @@ class Trainer:
         start = time.perf_counter()
         st: dict[str, Any] = {"epoch": -1, "best": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": []}
         best_state: dict[str, torch.Tensor] | None = None
+        main = self.dist is None or self.dist.main
         if self.run_dir is not None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if main:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
             loaded = self._load_checkpoint(rng) if resume else None
             if loaded is not None:
                 st = loaded
                 log.info("resuming %s after epoch %d (step %d)", self.run_dir, st["epoch"], self.step)
                 if (self.run_dir / "best" / "model.safetensors").exists():
                     best_state = load_tensors(self.run_dir / "best" / "model.safetensors")
-            elif not resume:
+            elif not resume and main:
                 (self.run_dir / "log.csv").unlink(missing_ok=True)
+            if main:
+                distributed.record_world(self.run_dir, self.dist, st["epoch"] + 1, self.cfg.batch_size)
+        if self.dist is not None and self.dist.rank > 0:  # own dropout masks; rank 0 draws as one process
+            torch.manual_seed(self.cfg.seed + 7919 * self.dist.rank + self.step)
         done = st["bad_epochs"] >= self.cfg.patience or (
             self.cfg.max_steps is not None and self.step >= self.cfg.max_steps
         )
@@ -327,11 +364,11 @@ class Trainer:
                 break
             row = self._train_epoch(train, epoch, rng)
             if valid is not None and len(valid):
-                row["valid_loss"] = self.valid_loss(valid)
+                row["valid_loss"] = self._valid_loss(valid)
                 if row["valid_loss"] < st["best"]:
                     st.update(best=row["valid_loss"], best_epoch=epoch, bad_epochs=0)
                     best_state = _trainable_state(self.model)
-                    if self.run_dir is not None:
+                    if self.run_dir is not None and main:
                         save_tensors(self.run_dir / "best" / "model.safetensors", best_state)
                 else:
                     st["bad_epochs"] += 1
@@ -339,7 +376,7 @@ class Trainer:
             st["history"].append(row)
             st["epoch"] = epoch
             log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"))
-            if self.run_dir is not None:
+            if self.run_dir is not None and main:
                 self._append_log(row)
                 self._save_checkpoint(st, rng)
             self._emit("epoch", **row)
@@ -356,11 +393,11 @@ class Trainer:
     def _train_epoch(self, train: Dataset, epoch: int, rng: np.random.Generator) -> dict[str, float]:
         if self.critic_optimizer is not None and self.critic_schedule == "epoch":
             self.critic_epoch(train, rng)
-        batches = batch_order(train, self.cfg.batch_size, True, rng, self.cfg.bucket)
+        batches = self._batches(train, rng)
         sums: dict[str, float] = {}
         n = 0
         bar = None
-        if self.cfg.progress:
+        if self.cfg.progress and (self.dist is None or self.dist.main):
             from tqdm import tqdm
 
             bar = tqdm(total=len(batches), desc=f"epoch {epoch}", leave=False, unit="batch")
@@ -377,8 +414,7 @@ class Trainer:
                 break
         if bar is not None:
             bar.close()
-        return {
-            "epoch": float(epoch),
-            "step": float(self.step),
-            **{f"train_{k}": v / max(n, 1) for k, v in sums.items()},
-        }
+        means = {f"train_{k}": v / max(n, 1) for k, v in sums.items()}
+        if self.dist is not None:
+            means = self.dist.mean(means)
+        return {"epoch": float(epoch), "step": float(self.step), **means}

@@ -46,6 +46,21 @@ def parser() -> argparse.ArgumentParser:
         "--max-pause", type=float, default=2.0, help="pause (s) that ends an utterance (default 2)"
     )
     p.add_argument("--resume", action="store_true", help="skip inputs already scored into --out")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="score on Ray, one task per input: a local Ray, or join the cluster at ADDRESS (auto, HOST:PORT)",
+    )
+    p.add_argument(
+        "--ray-workers", type=int, default=None, help="Ray workers (default: cluster CPUs / --threads)"
+    )
+    p.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per Ray worker (default 0)")
+    p.add_argument(
+        "--ray-retries", type=int, default=1, help="retries of an input whose worker died (default 1)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
         "--print-timeline",
@@ -108,8 +123,17 @@ def run(args: argparse.Namespace, config: object) -> int:
     from app.assets import resolve_model
 
     model = resolve_model(args.model)
-    scorer = Scorer(model, config.backend, threads=config.threads)
-    results = BatchScorer(scorer, config).run(inputs, args.out, args.resume, not args.no_progress)
+    if args.ray is not None:
+        from app.pipeline.ray_scoring import RayOptions, score_on_ray
+
+        opts = RayOptions(
+            None if args.ray == "local" else args.ray, args.ray_workers, args.ray_gpus, args.ray_retries
+        )
+        given = None if args.model is None else model
+        results = score_on_ray(inputs, args.out, given, config, opts, args.resume, not args.no_progress)
+    else:
+        scorer = Scorer(model, config.backend, threads=config.threads)
+        results = BatchScorer(scorer, config).run(inputs, args.out, args.resume, not args.no_progress)
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1

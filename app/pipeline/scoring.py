@@ -283,15 +283,18 @@ class BatchScorer:
         with tqdm(inputs, desc="scoring", unit="file", disable=not progress) as bar:
             for path, key in bar:
                 bar.set_postfix_str(path.name[:40])
-                target = out / key
-                doc = self.is_done(path, target) if resume else None
-                if doc is not None:
-                    log.info("%s: already scored (%s), skipped", path, doc["status"])
-                    results.append(result_from_doc(path, key, doc))
-                else:
-                    results.append(self._score_safely(path, target))
+                results.append(self.score_input(path, out / key, resume))
                 write_summary(out, results)
         return results
+
+    def score_input(self, path: Path, target: Path, resume: bool = False) -> InputResult:
+        """One input of a batch (the unit a local run loops over and a Ray worker runs): with
+        ``resume``, an input already scored into ``target`` is read back, not recomputed."""
+        doc = self.is_done(path, target) if resume else None
+        if doc is not None:
+            log.info("%s: already scored (%s), skipped", path, doc["status"])
+            return result_from_doc(path, target.name, doc)
+        return self._score_safely(path, target)
 
     def _score_safely(self, path: Path, target: Path) -> InputResult:
         """``score_file``, with a bug or a library crash on one input reported instead of ending the
