@@ -85,7 +85,7 @@ def test_cli_extract_gives_absent_modalities_or_one_line(
     assert main(["extract", str(media["no_audio"])]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["presence"] == {"text": False, "audio": False, "vision": True}
-    assert out["audio"] is None and out["vision"] == [10, 20] and out["faces"] == 10
+    assert out["audio"] is None and out["vision"] == [10, 60] and out["faces"] == 10
     assert main(["extract", str(media["no_video"]), "--text", "I loved it"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["presence"] == {"text": True, "audio": True, "vision": False} and out["vision"] is None
