@@ -349,6 +349,13 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default="test", choices=SPLITS)
     e.add_argument("--json", action="store_true", help="print JSON")
     e.add_argument(
+        "--crops",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also score N images through the run-time crop path (upscale, FaceMesh, align) and compare",
+    )
+    e.add_argument(
         "--write-card", action="store_true", help="store these numbers in the encoder's card (config.json)"
     )
     return p

