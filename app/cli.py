@@ -20,6 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "training.default_model:main",
         "rebuild the shipped default model from the shared real data (MOSI text, EmoDB voice, GRID faces)",
     ),
+    "diagnose": (
+        "training.diagnose:main",
+        "per-branch check (words, voice, face): unimodal spread and sensitivity, collapsed branches",
+    ),
     "info": ("core.cli:info_main", "print a model artifact's config, feature profile and metrics"),
     "features": (
         "training.featcache:main",

@@ -598,7 +598,10 @@ def _eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="SCHEME:ARG (as for fine train)")
     p.add_argument("--split", default="test", help="split name, or 'all'")
     p.add_argument(
-        "--modalities", type=_modalities, default=MODALITIES, help="use only these (others absent)"
+        "--modalities",
+        type=_modalities,
+        default=None,
+        help="use only these (others absent); the data must carry them (default: every modality it carries)",
     )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", type=Path, help="write the metrics as JSON here")
@@ -621,45 +624,67 @@ def load_any_model(path: Path) -> torch.nn.Module:
 def eval_splits(
     args: argparse.Namespace, model: torch.nn.Module, names: list[str] | None
 ) -> dict[str, Dataset]:
-    """Load ``args.data`` for ``model``: modalities restricted, text tokenized for an in-graph encoder,
-    feature dims checked against the model's; ``names=None`` keeps every split."""
+    """Load ``args.data`` for ``model`` (see :func:`load_eval_data`); ``names=None`` keeps every split."""
+    return load_eval_data(args, model, names)[0]
+
+
+def load_eval_data(
+    args: argparse.Namespace, model: torch.nn.Module, names: list[str] | None
+) -> tuple[dict[str, Dataset], np.ndarray | None, tuple[str, ...]]:
+    """``args.data`` in the form ``model`` takes (``training.evalinput``): the modalities used (the data's,
+    or ``--modalities``, which the data must carry), raw text through the model's own text encoder, every
+    used modality checked for form and width. Returns the splits, the train labels (for the constant
+    baseline; ``None`` without a train split) and the modalities used."""
+    from training import evalinput
+
     splits = datasets.load(args.data)
-    restrict_modalities(splits, args.modalities)
     names = list(splits) if names is None else names
     missing = [n for n in names if n not in splits]
     if missing:
         raise FineError(f"--data {args.data} has no split {missing[0]!r}; it has {sorted(splits)}")
-    enc_cfg = model.config.text_encoder
-    if enc_cfg.source:
-        quiet_transformers()
-        tokenize_splits(splits, enc_cfg, model.config.input_dims["text"])
-    dims = dict(model.config.input_dims)
-    for name in names:
-        ds = splits[name]
-        got = {m: ds.feature_dims[m] for m in ("audio", "vision") if m in args.modalities}
-        bad = {
-            m: d
-            for m, d in got.items()
-            if d != dims[m] and any(s.features.get(m) is not None for s in ds.samples)
-        }
-        if bad:
-            raise FineError(f"--data {args.data}: feature dims {bad} do not match the model's {dims}")
-        ds.feature_dims = dims
-    return {n: splits[n] for n in names}
+    train = splits.get("train")
+    train_labels = train.labels() if train is not None and len(train) else None
+    chosen = {n: splits[n] for n in names}
+    requested = getattr(args, "modalities", None)
+    used = evalinput.used_modalities(chosen, requested, args.data)
+    restrict_modalities(chosen, used)
+    cfg = model.config
+    enc_cfg = cfg.text_encoder
+    if "text" in used:
+        if enc_cfg.source:
+            quiet_transformers()
+            tokenize_splits(chosen, enc_cfg, cfg.input_dims["text"])
+        else:
+            quiet_transformers()
+            evalinput.embed_raw_text(chosen, cfg, args.data, args.batch_size)
+    evalinput.check_forms(chosen, cfg, used, args.data, takes_ids=bool(enc_cfg.source))
+    for ds in chosen.values():
+        ds.feature_dims = dict(cfg.input_dims)
+    return chosen, train_labels, used
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """Metrics per split, each with the input-blind ``baseline`` beside it, and the ``modalities`` used."""
+    from training.evalinput import constant_baseline
+
     if args.threads:
         torch.set_num_threads(args.threads)
     quiet_transformers()
     model = load_any_model(args.model)
-    splits = eval_splits(args, model, None if args.split == "all" else [args.split])
+    splits, train_labels, used = load_eval_data(args, model, None if args.split == "all" else [args.split])
+    label_range = tuple(model.config.label_range)
     out: dict[str, Any] = {}
     for name, ds in splits.items():
         pred, y = predict(model, ds, args.batch_size)
-        out[name] = metrics_for(tuple(model.config.label_range), pred, y)
+        out[name] = metrics_for(label_range, pred, y)
         out[name]["n"] = len(ds)
+        out[name]["baseline"] = constant_baseline(train_labels, label_range, y)
+        out[name]["modalities"] = list(used)
     return out
+
+
+def _format_metrics(m: dict[str, Any]) -> str:
+    return "  ".join(f"{k}={v:.4f}" for k, v in m.items() if isinstance(v, float) and k != "constant")
 
 
 def evaluate_main(argv: list[str] | None = None) -> int:
@@ -678,7 +703,11 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         print(f"fine evaluate: {exc}", file=sys.stderr)
         return 2
     for name, m in result.items():
-        print(f"{name} (n={m.pop('n')}): " + "  ".join(f"{k}={v:.4f}" for k, v in m.items()))
+        absent = [x for x in MODALITIES if x not in m["modalities"]]
+        used = ",".join(m["modalities"]) + (f" ({','.join(absent)} absent)" if absent else "")
+        print(f"{name} (n={m['n']}, modalities {used}): {_format_metrics(m)}")
+        b = m["baseline"]
+        print(f"  input-blind baseline (constant {b['constant']:+.3f}: {b['from']}): {_format_metrics(b)}")
     if args.out:
         atomic_write_bytes(args.out, (json.dumps(result, indent=2) + "\n").encode())
     return 0

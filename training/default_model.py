@@ -190,10 +190,15 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         splits = load_live(str(args.data))
         per_source = per_source_metrics(run_dir / "model", splits["test"])
         model = load_model(run_dir / "model")
+        from training.diagnose import require_working_branches
+
+        # a branch that scores every input the same fails the build (one line, nothing written)
+        branches = require_working_branches(model, "the trained model (not written)")
         run_metrics = json.loads((run_dir / "metrics.json").read_text())
         metrics = {
             "test_per_source": per_source,
             "valid_all": {k: round(float(v["mean"]), 4) for k, v in summary.get("valid", {}).items()},
+            "branches": branches.to_dict(),
             "train": {
                 k: run_metrics.get(k)
                 for k in ("seed", "best_epoch", "best_valid_loss", "epochs_run", "steps", "train_seconds")

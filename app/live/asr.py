@@ -67,6 +67,7 @@ class StreamingASR:
         self.region = 0  # first sample not yet transcribed-and-committed
         self._hypothesis: list[Word] = []  # words of the last tentative pass
         self._hyp_end = 0  # sample up to which that pass heard the audio
+        self._tentative_current = False  # the tentative text of the last pass is still shown
         VadOptions, self._speech = _vad()
         # the VAD ends a span after `prefetch_pause` of silence (the final pass may start then);
         # pauses shorter than `cut_pause` are merged back (speech_spans), padding is added there
@@ -83,6 +84,13 @@ class StreamingASR:
         t = self.region / self.sample_rate - self.config.context
         pending = self.segmenter.pending
         return min(t, pending[0].start) if pending else t
+
+    @property
+    def known_until(self) -> float:
+        """Stream time up to which the words are known: committed (or silence), or heard by the tentative
+        pass whose text is current. Words of later audio are not transcribed yet."""
+        end = max(self.region, self._hyp_end) if self._tentative_current else self.region
+        return end / self.sample_rate
 
     def _to16k(self, x: np.ndarray) -> np.ndarray:
         if self.sample_rate == ASR_RATE or not x.size:
@@ -144,6 +152,7 @@ class StreamingASR:
             words, _ = self._transcribe_from(buffer, self.region + cut)
         self.region += cut
         self._hypothesis = []
+        self._tentative_current = False
         update.words += words
         update.units += self.segmenter.push(words)
         update.tentative = ""
@@ -220,6 +229,7 @@ class StreamingASR:
         words, text = self._transcribe_from(buffer, self.region + pending.size)
         agreed = _agreed_sentences(self._hypothesis, words)
         self._hypothesis, self._hyp_end = words, self.region + pending.size
+        self._tentative_current = True
         update.tentative = text
         if not agreed:
             return
@@ -239,6 +249,8 @@ class StreamingASR:
             self._commit(buffer, pending.size, update, speech_end=spans[-1][1])
         update.units += self.segmenter.flush()
         update.tentative = ""
+        self._tentative_current = False
+        self.region = max(self.region, buffer.end)  # every word is known now
         return update
 
 

@@ -151,6 +151,7 @@ class LiveSession:
         self._level_db = -120.0
         self._words: list[Word] = []
         self._tentative = ""
+        self._known_until = 0.0  # stream time up to which the words are known (the ASR's text head)
         self._speech = False
         self._pending: list[_Pending] = []
         self._lock = threading.Lock()
@@ -409,6 +410,7 @@ class LiveSession:
     def _handle_asr(self, upd: AsrUpdate) -> None:
         now = self.clock.now()
         self._speech = upd.speech
+        self._known_until = self.asr.known_until
         if upd.words:
             self._words = [w for w in self._words if w.end > upd.words[0].start - 60.0] + upd.words
         if upd.tentative is not None:
@@ -475,11 +477,35 @@ class LiveSession:
         if self.audio is not None and self._device_ok["audio"]:
             audio = self.audio_buffer.read(int(t0 * sr), int(now * sr))
         vis = self.vision_track.rows(t0, now) if self._device_ok["video"] else None
-        words = tuple(w for w in self._words if w.end > t0)
-        if self._tentative:
-            words += (Word(self._tentative, now, now),)
+        words: tuple[Word, ...] = ()
+        if self.audio is not None and self._stage_ok("asr"):
+            words = window_words(
+                self._words, self._tentative, self._known_until, now, self.config.live_window
+            )
+            if not words and self._speech:
+                return  # speech whose words are not transcribed yet: no score without them
         unit = Unit(t0, now, words, kind="live")
         row = self.scorer.score([unit], [self.scorer.features(audio, vis, unit.text)], len(self.live_rows))[0]
         self.live_rows.append(row)
         if self.events.on_live is not None:
             self.events.on_live(row)
+
+
+def window_words(
+    committed: list[Word], tentative: str, known_until: float, now: float, window: float
+) -> tuple[Word, ...]:
+    """The words of the rolling score: those of the last ``window`` seconds *that are transcribed*.
+
+    The ASR commits words seconds after they are spoken (a pause must end the chunk, then Whisper runs),
+    so the last ``window`` seconds of audio usually have no committed words yet. Scoring them with text
+    absent gave a score with the voice and face only, far from the utterances being spoken (on the demo
+    about -0.9 under sentences scored +0.5 and +0.6). So the words are those of the ``window`` seconds up
+    to the ASR's text head ``known_until`` (committed words, then the tentative text of the speech in
+    progress), while the voice and face are those of the last ``window`` seconds: the words lag the
+    live modalities by the ASR latency, never absent while there is speech. Silence that the ASR has
+    looked at moves ``known_until`` on, so after a pause of ``window`` seconds there are no words."""
+    anchor = min(now, known_until)
+    words = tuple(w for w in committed if w.end > anchor - window)
+    if tentative:
+        words += (Word(tentative, anchor, anchor),)
+    return words
