@@ -62,6 +62,11 @@ def model_info(path: str | os.PathLike[str]) -> ModelInfo:
         profile = config.get("feature_profile")
         card = json.loads(meta.get("card", "{}"))
         digest_of = files.onnx
+    elif files.engine is None:
+        raise InputError(
+            f"{path}: not a model (no config.json, .onnx or .engine in it); pass a directory written by "
+            "'fine train' or 'fine export', or leave --model out for the shipped default model"
+        )
     else:
         raise InputError(
             f"{path}: an .engine alone does not say its feature profile; pass its model directory"

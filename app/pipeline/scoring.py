@@ -417,10 +417,10 @@ def _skip_reason(path: Path) -> str:
         return f"dangling link (to {os.readlink(path)}): its target does not exist"
     if path.is_symlink() and path.is_dir():
         return "link to a folder: not searched (pass the folder itself to score its files)"
-    if path.name.startswith("."):
-        return "hidden file (its name starts with '.'): not scored; rename it to score it"
     if path.is_dir() and path.name.startswith("."):
         return "hidden folder (its name starts with '.'): not searched; rename it to score its files"
+    if path.name.startswith("."):
+        return "hidden file (its name starts with '.'): not scored; rename it to score it"
     if path.suffix.lower() not in MEDIA_EXTS:
         return _unsupported(path)
     return ""
