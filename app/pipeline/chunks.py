@@ -18,7 +18,7 @@ from app.pipeline.config import SegmentConfig
 from app.pipeline.segment import Unit, UtteranceSegmenter, sliding_windows
 from core.features.text import Word
 
-CHUNK_SECONDS = 60.0  # ASR chunk length; Whisper itself works in 30 s windows
+CHUNK_SECONDS = 30.0  # ASR chunk length: one Whisper window, so a chunk costs what a 30 s file costs
 CUT_SEARCH = 0.25  # look for the quietest moment in the last quarter of a chunk
 FRAME_SECONDS = 0.1  # loudness is compared over 100 ms frames
 

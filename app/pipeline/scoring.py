@@ -157,6 +157,15 @@ class BatchScorer:
             self.transcriber = Transcriber(
                 self.config.whisper_model, self.config.language, self.config.threads
             )
+        self._warm = False
+
+    def warm_up(self) -> None:
+        """Run the feature extractors once on a second of silence and a word, before the first ASR
+        chunk: their lazily loaded weights are then in memory before Whisper's working memory, not on
+        top of it in the second chunk (memory of a long file stays that of a short one)."""
+        if not self._warm:
+            self.scorer.features(np.zeros(self.scorer.sample_rate, dtype=np.float32), None, "warm up")
+            self._warm = True
 
     # ------------------------------------------------------------------------------ one file
     def asr_audio(self, media: Media) -> np.ndarray | None:
@@ -239,6 +248,7 @@ class BatchScorer:
         are tracked in a worker thread meanwhile; scoring waits for them). Returns all rows."""
         from tqdm import tqdm
 
+        self.warm_up()
         media = self.scorer.decode(path)
         rows: list[TimelineRow] = []
         seg = self.config.segment
