@@ -12,6 +12,8 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+log = logging.getLogger("fine")
+
 # name -> ("module:function", one-line help). Only commands that exist are listed.
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("training.cli:train_main", "train FINE or the MMIM baseline on a dataset or generated data"),
@@ -122,6 +124,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fine: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # every path ends in one line: subcommands catch theirs, this is the net
+        from core.errors import os_error_line
+
+        print(f"fine {_name(args)}: {os_error_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        log.debug("fine %s failed", _name(args), exc_info=True)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(
+            f"fine {_name(args)}: internal error ({type(exc).__name__}: {first}); rerun with -v for details",
+            file=sys.stderr,
+        )
+        if log.isEnabledFor(logging.DEBUG):
+            raise
+        return 2
+
+
+def _name(args: list[str]) -> str:
+    return " ".join(args[:2] if args[:1] == ["bench"] else args[:1])
 
 
 if __name__ == "__main__":

@@ -29,11 +29,22 @@ def check(cond: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
+def os_error_line(exc: OSError) -> str:
+    """``PATH: reason`` of a failed file operation, with what to check (one line)."""
+    where = exc.filename if exc.filename is not None else "a file"
+    reason = exc.strerror or str(exc)
+    return f"{where}: cannot write or read there ({reason}); choose another path or fix its permissions"
+
+
 def run_cli(prog: str, run: Callable[[T], int], args: T) -> int:
-    """Run a subcommand body: a :class:`FineError` (config errors included) becomes one line on stderr
-    and exit status 2, never a traceback."""
+    """Run a subcommand body: a :class:`FineError` (config errors included) or an OSError (an
+    unwritable output path, a full disk) becomes one line on stderr and exit status 2, never a
+    traceback."""
     try:
         return run(args)
     except FineError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{prog}: {os_error_line(exc)}", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import resource
 import sys
 import time
@@ -29,7 +30,7 @@ import torch
 
 from core.artifact import ModelCard, atomic_write_bytes, load_model, read_config, save_model
 from core.config import MODALITIES, FineConfig, LossConfig, TextEncoderConfig, from_dict
-from core.errors import FineError
+from core.errors import FineError, os_error_line
 from training import datasets, distributed, robust
 from training.data import Dataset, Sample, batch_order, collate
 from training.input_norm import fit_input_norm
@@ -408,7 +409,7 @@ def train_one(
     metrics: dict[str, Any] = {
         "seed": seed,
         "best_epoch": result.best_epoch,
-        "best_valid_loss": result.best_valid_loss,
+        "best_valid_loss": _finite(result.best_valid_loss),  # None without a validation split
         "epochs_run": len(result.history),
         "steps": result.steps,
         "train_seconds": round(time.perf_counter() - t0, 1),
@@ -445,7 +446,7 @@ def train_one(
             ),
         )
         loss.save(run_dir / "model" / "loss.safetensors")
-    atomic_write_bytes(run_dir / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
+    atomic_write_bytes(run_dir / "metrics.json", json_bytes(metrics))
     return metrics
 
 
@@ -558,8 +559,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     summary["total_cpu_seconds"] = round(_cpu_seconds(), 1)
     summary["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     if len(runs) > 1 and distributed.is_main():
-        atomic_write_bytes(args.out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+        atomic_write_bytes(args.out / "summary.json", json_bytes(summary))
     return summary
+
+
+def _finite(x: Any) -> Any:
+    """``x`` with every NaN/±inf float (at any depth) as None: JSON has no Infinity."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
+def json_bytes(doc: Any) -> bytes:
+    """Strict JSON (no NaN/Infinity, which other readers refuse), indented, newline-terminated."""
+    return (json.dumps(_finite(doc), indent=2, allow_nan=False) + "\n").encode()
 
 
 def train_main(argv: list[str] | None = None) -> int:
@@ -571,6 +588,9 @@ def train_main(argv: list[str] | None = None) -> int:
         summary = run(args)
     except (FineError, FloatingPointError) as exc:
         print(f"fine train: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an unwritable --out, a full disk
+        print(f"fine train: {os_error_line(exc)}", file=sys.stderr)
         return 2
     finally:
         distributed.teardown()
@@ -709,5 +729,5 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         b = m["baseline"]
         print(f"  input-blind baseline (constant {b['constant']:+.3f}: {b['from']}): {_format_metrics(b)}")
     if args.out:
-        atomic_write_bytes(args.out, (json.dumps(result, indent=2) + "\n").encode())
+        atomic_write_bytes(args.out, json_bytes(result))
     return 0

@@ -1,4 +1,10 @@
-"""``fine score INPUT... --out DIR [--model DIR]``: batch sentiment timelines of recorded files."""
+"""``fine score INPUT... --out DIR [--model DIR]``: batch sentiment timelines of recorded files.
+
+Exit status: 0 when no input failed (each is complete, partial, no_speech or skipped); 1 when at least
+one input failed (the last line names them; the others are scored as usual); 2 when the run could not
+start (a usage error, a bad --model, an --out that cannot be written or that another fine score run is
+writing into); 130 when interrupted.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from core.errors import FineError
 
@@ -105,23 +112,30 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, config: object) -> int:
-    from app.pipeline.config import ScoreConfig
-    from app.pipeline.scorer import Scorer
-    from app.pipeline.scoring import BatchScorer, find_inputs
+    from app.pipeline.scoring import find_inputs
 
-    assert isinstance(config, ScoreConfig)
     inputs = find_inputs(args.inputs)
-    missing = [str(p) for p, _ in inputs if not p.exists()]
+    missing = [str(p) for p in args.inputs if not p.exists() and not p.is_symlink()]
     if missing:
         return _fail(f"{missing[0]}: no such file or directory")
     if not inputs:
         return _fail("no input files found")
-    args.out.mkdir(parents=True, exist_ok=True)
-    probe = args.out / ".write-test"
-    probe.write_bytes(b"")  # fail now, in one line, if the output directory is not writable
-    probe.unlink()
-    from app.assets import resolve_model
+    from app.pipeline.outdir import OutputLock, check_writable
 
+    args.out.mkdir(parents=True, exist_ok=True)
+    check_writable(args.out)  # fail now, in one line, if the output directory is not writable
+    with OutputLock(args.out):  # a second run on the same --out is refused here, before models load
+        results = _score(args, config, inputs)
+    return report(args, results)
+
+
+def _score(args: argparse.Namespace, config: object, inputs: list[tuple[Path, str]]) -> list[object]:
+    from app.assets import resolve_model
+    from app.pipeline.config import ScoreConfig
+    from app.pipeline.scorer import Scorer
+    from app.pipeline.scoring import BatchScorer
+
+    assert isinstance(config, ScoreConfig)
     model = resolve_model(args.model)
     if args.ray is not None:
         from app.pipeline.ray_scoring import RayOptions, score_on_ray
@@ -130,10 +144,16 @@ def run(args: argparse.Namespace, config: object) -> int:
             None if args.ray == "local" else args.ray, args.ray_workers, args.ray_gpus, args.ray_retries
         )
         given = None if args.model is None else model
-        results = score_on_ray(inputs, args.out, given, config, opts, args.resume, not args.no_progress)
-    else:
-        scorer = Scorer(model, config.backend, threads=config.threads)
-        results = BatchScorer(scorer, config).run(inputs, args.out, args.resume, not args.no_progress)
+        return list(score_on_ray(inputs, args.out, given, config, opts, args.resume, not args.no_progress))
+    scorer = Scorer(model, config.backend, threads=config.threads)
+    try:
+        return list(BatchScorer(scorer, config).run(inputs, args.out, args.resume, not args.no_progress))
+    finally:
+        scorer.close()
+
+
+def report(args: argparse.Namespace, results: list[Any]) -> int:
+    """Print each input's line (and timeline) and the totals; the exit status (module docstring)."""
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -152,6 +172,15 @@ def run(args: argparse.Namespace, config: object) -> int:
         + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         + f"; summary in {args.out / 'summary.csv'}"
     )
+    failed = [Path(r.input).name for r in results if r.status == "failed"]
+    if failed:
+        sys.stdout.flush()
+        names = ", ".join(failed[:10]) + (f" and {len(failed) - 10} more" if len(failed) > 10 else "")
+        print(
+            f"fine score: {len(failed)} of {len(results)} inputs failed: {names} (exit status 1)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from app.pipeline.config import ScoreConfig
-from app.pipeline.scoring import INTERNAL, InputResult, sweep_stale_temps, write_summary
+from app.pipeline.outdir import OutputLock, sweep_stale_temps
+from app.pipeline.scoring import INTERNAL, InputResult, write_summary
 from core.errors import FineError
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,21 @@ def score_on_ray(
     resume: bool = False,
     progress: bool = True,
 ) -> list[InputResult]:
-    """Score ``inputs`` into ``out`` on Ray; the results in input order (as ``BatchScorer.run``)."""
+    """Score ``inputs`` into ``out`` on Ray; the results in input order (as ``BatchScorer.run``).
+    The driver holds ``out``'s :class:`OutputLock` for the whole run."""
+    with OutputLock(out):
+        return _score_on_ray(inputs, out, model, config, opts, resume, progress)
+
+
+def _score_on_ray(
+    inputs: Sequence[tuple[Path, str]],
+    out: Path,
+    model: Path | None,
+    config: ScoreConfig,
+    opts: RayOptions,
+    resume: bool,
+    progress: bool,
+) -> list[InputResult]:
     from tqdm import tqdm
 
     ray = connect(opts)

@@ -56,7 +56,15 @@ def render_plot(
             if r.text and not overlapping:  # overlapping windows repeat words: the report's table has them
                 chars = max(10, int(120 * (x1 - x0) / end))
                 label = textwrap.fill(textwrap.shorten(r.text, width=chars * 3), width=chars)
-                ax.text((x0 + x1) / 2, hi - 0.04 * (hi - lo), label, ha="center", va="top", fontsize=7)
+                ax.text(
+                    (x0 + x1) / 2,
+                    hi - 0.04 * (hi - lo),
+                    label,
+                    ha="center",
+                    va="top",
+                    fontsize=7,
+                    parse_math=False,
+                )
         mids = [(r.start + r.end) / 2 for r in rows]
         ax.plot(mids, [r.score for r in rows], "o-", color="black", ms=4, lw=0.8, label="score (multimodal)")
         for m in MODALITIES:
@@ -64,7 +72,7 @@ def render_plot(
         ax.set_ylim(lo, hi)
         ax.set_xlim(0, end)
         ax.set_ylabel("sentiment")
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=10, parse_math=False)  # "$5" in a name or a word is text, not TeX
         ax.legend(loc="lower right", fontsize=7, ncol=4)
         ax.grid(axis="y", alpha=0.3)
 

@@ -24,7 +24,7 @@ from core.batch import ModalityBatch
 from core.config import MODALITIES
 from core.errors import InputError
 from core.features.clip import ExtractorConfig, FeatureExtractors
-from core.features.decode import MediaInfo, decode_audio, probe
+from core.features.decode import MediaInfo, decode_audio_partial, probe
 from core.features.profile import FeatureProfile, FeatureProfileError, check_profile
 from core.features.vision import VisionFeatures
 from export.runtime import Runner, create_runner, find_model_files
@@ -62,6 +62,11 @@ def model_info(path: str | os.PathLike[str]) -> ModelInfo:
         profile = config.get("feature_profile")
         card = json.loads(meta.get("card", "{}"))
         digest_of = files.onnx
+    elif files.engine is None:
+        raise InputError(
+            f"{path}: not a model (no config.json, .onnx or .engine in it); pass a directory written by "
+            "'fine train' or 'fine export', or leave --model out for the shipped default model"
+        )
     else:
         raise InputError(
             f"{path}: an .engine alone does not say its feature profile; pass its model directory"
@@ -89,6 +94,7 @@ class Media:
     vision: VisionFeatures | None  # None without a video track (or before Scorer.track_faces)
     sample_rate: int
     fps: float
+    partial: str | None = None  # why decoding stopped early (the samples before the break are kept)
 
     @property
     def duration(self) -> float:
@@ -167,8 +173,9 @@ class Scorer:
         info = probe(path)
         if not info.has_audio and not info.has_video:
             raise InputError(f"{path}: has neither an audio nor a video track")
-        audio = decode_audio(path, self.sample_rate) if info.has_audio else None
-        return Media(Path(path), info, audio, None, self.sample_rate, self.extractors.config.vision.fps)
+        audio, partial = decode_audio_partial(path, self.sample_rate) if info.has_audio else (None, None)
+        fps = self.extractors.config.vision.fps
+        return Media(Path(path), info, audio, None, self.sample_rate, fps, partial)
 
     def track_faces(self, media: Media) -> Media:
         """Face features of every sampled frame of the video track (none without one)."""

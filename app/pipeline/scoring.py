@@ -1,9 +1,12 @@
 """Batch scoring of recorded files: decode -> VAD + ASR -> units -> Scorer -> timeline, plot, report.
 
-Per input ``OUT/<key>/``: ``timeline.csv`` (appended per batch of units, fsync'ed), ``timeline.json``
-(atomic; ``status`` is the completion marker), ``plot.png`` and ``report.html`` (atomic). Across
-inputs: ``OUT/summary.csv`` and ``OUT/summary.json``, rewritten atomically after every input. A bad
-input never stops the batch: it gets a status and a reason in the summary.
+A file is transcribed, scored and written chunk by chunk (:mod:`app.pipeline.chunks`): memory does not
+grow with the recording and rows appear while the rest is transcribed. Per input ``OUT/<key>/``:
+``timeline.csv`` and ``timeline.json`` (both rewritten atomically after every batch of rows; the JSON's
+``status`` is the completion marker), ``plot.png`` and ``report.html`` (atomic). Across inputs:
+``OUT/summary.csv`` and ``OUT/summary.json``, rewritten atomically after every input. A bad input
+(or an unwritable per-input folder) never stops the batch: it gets a status and a reason in the
+summary. Transcription is deterministic: the same file, model and options give the same timeline.
 """
 
 from __future__ import annotations
@@ -22,14 +25,16 @@ from typing import Any
 
 import numpy as np
 
+from app.pipeline.chunks import CHUNK_SECONDS, UnitStream, chunk_bounds
 from app.pipeline.config import ScoreConfig
+from app.pipeline.outdir import OutputLock, input_folder, sweep_stale_temps
 from app.pipeline.report import render_html, render_plot
 from app.pipeline.scorer import Media, Scorer
 from app.pipeline.segment import Unit, sliding_windows, utterances
 from app.pipeline.timeline import TimelineRow, TimelineWriter, atomic_write, read_timeline, write_json
 from core.config import MODALITIES
 from core.errors import FineError
-from core.features.decode import decode_audio
+from core.features.decode import decode_audio_partial
 from core.features.text import Word
 from core.features.transcribe import ASR_RATE, Transcriber
 
@@ -38,7 +43,7 @@ log = logging.getLogger(__name__)
 AUDIO_EXTS = (".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".wma")
 VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".mpg", ".mpeg", ".flv", ".m4v", ".ts", ".wmv")
 MEDIA_EXTS = AUDIO_EXTS + VIDEO_EXTS
-FINISHED = ("complete", "no_speech", "failed", "skipped")
+FINISHED = ("complete", "partial", "no_speech", "failed", "skipped")
 INTERNAL = "internal error"
 CSV_NAME, JSON_NAME, PNG_NAME, HTML_NAME = "timeline.csv", "timeline.json", "plot.png", "report.html"
 SUMMARY_COLUMNS = [
@@ -62,7 +67,7 @@ class InputResult:
 
     input: str
     key: str
-    status: str  # complete | no_speech | failed | skipped
+    status: str  # complete | partial | no_speech | failed | skipped
     units: int = 0
     duration: float | None = None
     mean_score: float | None = None
@@ -93,18 +98,14 @@ class InputResult:
 
 
 def find_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, str]]:
-    """Files to score with their output keys. Directories are searched recursively for every non-hidden
-    file (non-media files are reported as unsupported, not silently dropped); given files are kept."""
+    """Files to score with their output keys. Directories are searched recursively; nothing found is
+    dropped silently: non-media files, dangling links, hidden files and hidden folders (not entered)
+    are listed too, and get a ``skipped`` line in the summary. Given files are kept as they are."""
     found: list[tuple[Path, str]] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            files = sorted(
-                f
-                for f in p.rglob("*")
-                if f.is_file() and not any(x.startswith(".") for x in f.relative_to(p).parts)
-            )
-            found += [(f, str(f.relative_to(p))) for f in files]
+            found += [(f, str(f.relative_to(p))) for f in _walk(p)]
         else:
             found.append((p, p.name))
     keys: set[str] = set()
@@ -120,6 +121,18 @@ def find_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, str
     return out
 
 
+def _walk(root: Path) -> list[Path]:
+    """Every file under ``root`` (links to files and dangling links included, linked folders not
+    entered), and hidden files and folders as single entries, sorted."""
+    out: list[Path] = []
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        out += [here / d for d in dirs if d.startswith(".") or (here / d).is_symlink()]
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        out += [here / f for f in files]
+    return sorted(out)
+
+
 def fingerprint(path: Path) -> dict[str, Any]:
     try:
         st = path.stat()
@@ -130,30 +143,55 @@ def fingerprint(path: Path) -> dict[str, Any]:
 
 @dataclass
 class BatchScorer:
-    """Scores files one after another with one Scorer and one Transcriber (models loaded once)."""
+    """Scores files one after another with one Scorer and one Transcriber (models loaded once).
+    ``progress``: a per-file progress bar (seconds of audio transcribed) within long files."""
 
     scorer: Scorer
     config: ScoreConfig = field(default_factory=ScoreConfig)
     transcriber: Transcriber | None = None
+    progress: bool = False
+    chunk_seconds: float = CHUNK_SECONDS
 
     def __post_init__(self) -> None:
         if self.transcriber is None:
             self.transcriber = Transcriber(
                 self.config.whisper_model, self.config.language, self.config.threads
             )
+        self._warm = False
+
+    def warm_up(self) -> None:
+        """Run the feature extractors once on a second of silence and a word, before the first ASR
+        chunk: their lazily loaded weights are then in memory before Whisper's working memory, not on
+        top of it in the second chunk (memory of a long file stays that of a short one)."""
+        if not self._warm:
+            self.scorer.features(np.zeros(self.scorer.sample_rate, dtype=np.float32), None, "warm up")
+            self._warm = True
 
     # ------------------------------------------------------------------------------ one file
-    def transcribe(self, media: Media) -> list[Word]:
-        """Voice activity + ASR with word timestamps (faster-whisper's Silero VAD filter)."""
+    def asr_audio(self, media: Media) -> np.ndarray | None:
+        """The audio at Whisper's 16 kHz (the decoded samples when the extractor's rate is the same)."""
         if media.audio is None or not media.audio.size:
-            return []
-        audio: np.ndarray | None = media.audio
-        if self.scorer.sample_rate != ASR_RATE:
-            audio = decode_audio(media.path, ASR_RATE)
+            return None
+        if self.scorer.sample_rate == ASR_RATE:
+            return media.audio
+        return decode_audio_partial(media.path, ASR_RATE)[0]
+
+    def chunk_words(self, audio: np.ndarray, s0: int, s1: int) -> list[Word]:
+        """Words of ``audio[s0:s1]`` (16 kHz), times from the start of the recording. Deterministic."""
+        assert self.transcriber is not None
+        offset = s0 / ASR_RATE
+        tr = self.transcriber.transcribe(audio[s0:s1], deterministic=True)
+        return [Word(w.word, w.start + offset, w.end + offset, w.probability) for w in tr.words]
+
+    def transcribe(self, media: Media) -> list[Word]:
+        """Voice activity + ASR with word timestamps (faster-whisper's Silero VAD filter), chunk by chunk."""
+        audio = self.asr_audio(media)
         if audio is None:
             return []
-        assert self.transcriber is not None
-        return list(self.transcriber.transcribe(audio).words)
+        words: list[Word] = []
+        for s0, s1 in chunk_bounds(audio, ASR_RATE, self.chunk_seconds):
+            words += self.chunk_words(audio, s0, s1)
+        return words
 
     def units(self, media: Media, words: Sequence[Word]) -> list[Unit]:
         seg = self.config.segment
@@ -185,14 +223,59 @@ class BatchScorer:
         ``on_rows`` receives each scored batch as it is done."""
         units = self.units(media, self.transcribe(media) if words is None else words)
         rows: list[TimelineRow] = []
+        self._score_units(media, units, rows, on_rows)
+        return rows
+
+    def _score_units(
+        self,
+        media: Media,
+        units: Sequence[Unit],
+        rows: list[TimelineRow],
+        on_rows: Callable[[list[TimelineRow]], None],
+    ) -> None:
         step = self.config.batch_size
         for i in range(0, len(units), step):
-            chunk = units[i : i + step]
+            chunk = list(units[i : i + step])
             feats = [self.scorer.unit_features(media, u) for u in chunk]
             new = self.scorer.score(chunk, feats, first_index=len(rows))
             rows += new
             on_rows(new)
-        return rows
+
+    def stream(
+        self, path: Path, on_rows: Callable[[list[TimelineRow]], None]
+    ) -> tuple[Media, list[TimelineRow]]:
+        """Decode ``path``, then transcribe, score and hand over rows chunk by chunk (faces of a video
+        are tracked in a worker thread meanwhile; scoring waits for them). Returns all rows."""
+        from tqdm import tqdm
+
+        self.warm_up()
+        media = self.scorer.decode(path)
+        rows: list[TimelineRow] = []
+        seg = self.config.segment
+        with ThreadPoolExecutor(1, thread_name_prefix="fine-faces") as pool:
+            faces = pool.submit(self.scorer.track_faces, media)
+            try:
+                if seg.window is not None:
+                    faces.result()  # windows cover the video's length too
+                stream = UnitStream(seg, media.duration)
+                audio = self.asr_audio(media)
+                total = audio.shape[0] / ASR_RATE if audio is not None else 0.0
+                show = self.progress and total > self.chunk_seconds
+                with tqdm(
+                    total=round(total), desc=path.name[:30], unit="s", leave=False, disable=not show
+                ) as bar:
+                    for s0, s1 in (
+                        chunk_bounds(audio, ASR_RATE, self.chunk_seconds) if audio is not None else ()
+                    ):
+                        units = stream.push(self.chunk_words(audio, s0, s1), s1 / ASR_RATE)
+                        if units:
+                            faces.result()
+                            self._score_units(media, units, rows, on_rows)
+                        bar.update(round(s1 / ASR_RATE) - bar.n)
+            finally:
+                faces.result()  # also when ASR failed: never leave tracking running; raises its error
+        self._score_units(media, stream.flush(), rows, on_rows)
+        return media, rows
 
     def meta(self, path: Path) -> dict[str, Any]:
         seg = self.config.segment
@@ -219,43 +302,55 @@ class BatchScorer:
         """Score one input into ``out``; every problem that is the input's fault becomes a reason."""
         t0 = time.perf_counter()
         key = out.name
-        out.mkdir(parents=True, exist_ok=True)
-        if path.suffix.lower() not in MEDIA_EXTS:
-            return self._finish_bad(path, out, "skipped", _unsupported(path), t0)
-        try:
-            media, words = self.load(path)
-        except FineError as exc:
-            return self._finish_bad(path, out, "failed", _without_path(str(exc), path), t0)
-        notes = _notes(media)
+        skip = _skip_reason(path)
+        if skip:
+            return self._finish_bad(path, out, "skipped", skip, t0)
         for stale in (PNG_NAME, HTML_NAME):
             (out / stale).unlink(missing_ok=True)
-        meta = {**self.meta(path), "duration": round(media.duration, 3)}
+        meta = self.meta(path)
+        media: Media | None = None
         with TimelineWriter(out / CSV_NAME, out / JSON_NAME, meta) as writer:
             try:
-                rows = self.score_media(media, writer.append, words)
+                media, rows = self.stream(path, writer.append)
             except FineError as exc:
-                reason = _without_path(str(exc), path)
-                writer.close("failed", {"reason": reason})
-                return self._result(path, key, "failed", [], media.duration, reason, t0)
+                return self._finish_bad(path, out, "failed", _without_path(str(exc), path), t0)
+            notes = _notes(media)
+            writer.meta["duration"] = round(media.duration, 3)
             if not rows:
                 reason = "; ".join(["no speech found", *notes, "use --window SECONDS to score fixed windows"])
                 writer.close("no_speech", {"reason": reason})
                 return self._result(path, key, "no_speech", [], media.duration, reason, t0)
+            status = "partial" if media.partial else "complete"
+            png = self._plot(path, out, rows, media, notes)
             reason = "; ".join(notes)
-            title = f"{path.name} - {len(rows)} {rows[0].kind}s - model {self.scorer.model_id}"
-            png = render_plot(rows, title, media.duration, self.scorer.info.label_range)
-            atomic_write(out / PNG_NAME, png)
-            page = render_html({**_public(meta), "notes": reason, "units": len(rows)}, rows, png)
+            page = render_html({**_public(writer.meta), "notes": reason, "units": len(rows)}, rows, png)
             atomic_write(out / HTML_NAME, page.encode("utf-8"))
-            writer.close("complete", {"reason": reason})
-        return self._result(path, key, "complete", rows, media.duration, reason, t0)
+            writer.close(status, {"reason": reason})
+        return self._result(path, key, status, rows, media.duration, reason, t0)
+
+    def _plot(
+        self, path: Path, out: Path, rows: Sequence[TimelineRow], media: Media, notes: list[str]
+    ) -> bytes | None:
+        """The PNG, written; a plot that fails is a note, never a lost timeline."""
+        title = f"{path.name} - {len(rows)} {rows[0].kind}s - model {self.scorer.model_id}"
+        try:
+            png = render_plot(rows, title, media.duration, self.scorer.info.label_range)
+        except Exception as exc:  # matplotlib: any error in a figure is no reason to lose the rows
+            log.warning("%s: the plot failed (%s: %s); the timeline is kept", path, type(exc).__name__, exc)
+            notes.append(f"plot failed ({type(exc).__name__}: {exc})")
+            return None
+        atomic_write(out / PNG_NAME, png)
+        return png
 
     def _finish_bad(self, path: Path, out: Path, status: str, reason: str, t0: float) -> InputResult:
         log.warning("%s: %s", path, reason)
-        for stale in (CSV_NAME, PNG_NAME, HTML_NAME):
-            (out / stale).unlink(missing_ok=True)
         doc = {"format": "fine-timeline", "format_version": 1, "status": status, **self.meta(path)}
-        write_json(out / JSON_NAME, {**doc, "reason": reason, "rows": []})
+        try:
+            for stale in (CSV_NAME, PNG_NAME, HTML_NAME):
+                (out / stale).unlink(missing_ok=True)
+            write_json(out / JSON_NAME, {**doc, "reason": reason, "rows": []})
+        except OSError as exc:  # the folder itself is the problem: the summary still says why
+            log.warning("%s: cannot write %s (%s)", path, out, exc.strerror or exc)
         return self._result(path, out.name, status, [], None, reason, t0)
 
     @staticmethod
@@ -274,22 +369,32 @@ class BatchScorer:
     def run(
         self, inputs: Sequence[tuple[Path, str]], out: Path, resume: bool = False, progress: bool = True
     ) -> list[InputResult]:
+        """Score ``inputs`` into ``out`` (holding ``out``'s :class:`OutputLock`)."""
         from tqdm import tqdm
 
-        removed = sweep_stale_temps(out)
-        if removed:
-            log.info("removed %d temporary file(s) left by an interrupted run in %s", removed, out)
+        self.progress = progress
         results: list[InputResult] = []
-        with tqdm(inputs, desc="scoring", unit="file", disable=not progress) as bar:
-            for path, key in bar:
-                bar.set_postfix_str(path.name[:40])
-                results.append(self.score_input(path, out / key, resume))
-                write_summary(out, results)
+        with OutputLock(out):
+            removed = sweep_stale_temps(out)
+            if removed:
+                log.info("removed %d temporary file(s) left by an interrupted run in %s", removed, out)
+            with tqdm(inputs, desc="scoring", unit="file", disable=not progress) as bar:
+                for path, key in bar:
+                    bar.set_postfix_str(path.name[:40])
+                    results.append(self.score_input(path, out / key, resume))
+                    write_summary(out, results)
         return results
 
     def score_input(self, path: Path, target: Path, resume: bool = False) -> InputResult:
         """One input of a batch (the unit a local run loops over and a Ray worker runs): with
-        ``resume``, an input already scored into ``target`` is read back, not recomputed."""
+        ``resume``, an input already scored into ``target`` is read back, not recomputed. A per-input
+        folder that cannot be used (a link, a file, unwritable) fails this input only."""
+        try:
+            input_folder(target)
+        except (FineError, OSError) as exc:
+            reason = str(exc) if isinstance(exc, FineError) else _os_reason(exc, target)
+            log.warning("%s: %s", path, reason)
+            return InputResult(str(path), target.name, "failed", reason=reason)
         doc = self.is_done(path, target) if resume else None
         if doc is not None:
             log.info("%s: already scored (%s), skipped", path, doc["status"])
@@ -298,17 +403,37 @@ class BatchScorer:
 
     def _score_safely(self, path: Path, target: Path) -> InputResult:
         """``score_file``, with a bug or a library crash on one input reported instead of ending the
-        batch. OSError (an unwritable output directory, a full disk) is fatal and propagates."""
+        batch; so is an OSError writing its folder (the summary, written by the caller, is fatal)."""
         t0 = time.perf_counter()
         try:
             return self.score_file(path, target)
-        except OSError:
-            raise
+        except OSError as exc:
+            return self._finish_bad(path, target, "failed", _os_reason(exc, target), t0)
         except Exception as exc:
             log.debug("scoring %s failed", path, exc_info=True)
             first = (str(exc).strip().splitlines() or [""])[0]
             reason = f"{INTERNAL} ({type(exc).__name__}: {first}); rerun with -v for details"
             return self._finish_bad(path, target, "failed", reason, t0)
+
+
+def _os_reason(exc: OSError, target: Path) -> str:
+    where = exc.filename or target
+    return f"cannot write {where} ({exc.strerror or exc}): check that folder, then rerun with --resume"
+
+
+def _skip_reason(path: Path) -> str:
+    """Why ``path`` is not scored at all ("" when it is scored)."""
+    if path.is_symlink() and not path.exists():
+        return f"dangling link (to {os.readlink(path)}): its target does not exist"
+    if path.is_symlink() and path.is_dir():
+        return "link to a folder: not searched (pass the folder itself to score its files)"
+    if path.is_dir() and path.name.startswith("."):
+        return "hidden folder (its name starts with '.'): not searched; rename it to score its files"
+    if path.name.startswith("."):
+        return "hidden file (its name starts with '.'): not scored; rename it to score it"
+    if path.suffix.lower() not in MEDIA_EXTS:
+        return _unsupported(path)
+    return ""
 
 
 def _unsupported(path: Path) -> str:
@@ -323,7 +448,12 @@ def _without_path(message: str, path: Path) -> str:
 
 def _notes(media: Media) -> list[str]:
     notes = []
-    if media.truncated:
+    if media.partial:
+        notes.append(
+            f"partial: decoding stopped after {media.duration:.1f} s ({media.partial}); "
+            "what decoded is scored, the rest of the file is not"
+        )
+    elif media.truncated:
         notes.append(
             f"only {media.duration:.1f} s of the {media.info.duration:.1f} s the file declares could be "
             "decoded: it may be truncated"
@@ -378,20 +508,6 @@ def result_from_doc(path: Path, key: str, doc: dict[str, Any]) -> InputResult:
     )
     res.reason = (res.reason + "; " if res.reason else "") + "resumed: not recomputed"
     return res
-
-
-def sweep_stale_temps(out: Path) -> int:
-    """Delete the hidden ``.NAME.XXXX.tmp`` files that :func:`core.artifact.atomic_write_bytes` leaves
-    when a run is killed mid-write (SIGKILL cannot be caught). The finished files they were meant to
-    replace are intact; the temporaries are never read. Returns how many were removed."""
-    if not out.is_dir():
-        return 0
-    n = 0
-    for tmp in out.rglob(".*.tmp"):
-        if tmp.is_file():
-            tmp.unlink(missing_ok=True)
-            n += 1
-    return n
 
 
 def write_summary(out: Path, results: Sequence[InputResult]) -> None:

@@ -1,8 +1,8 @@
 """The timeline contract: one row per scored unit, written as it is scored.
 
-:class:`TimelineWriter` appends CSV rows with flush + fsync (a crash loses nothing already scored) and
-rewrites the JSON document atomically (temporary file + rename) after every batch of rows, so a reader
-never sees a half-written JSON. The JSON's ``status`` becomes ``"complete"`` only in :meth:`close`;
+:class:`TimelineWriter` rewrites the CSV and the JSON document atomically (temporary file, fsync,
+rename) after every batch of rows: a crash loses nothing already scored, a reader never sees a torn
+row or a half-written JSON, and a link planted where a file goes is replaced, never written through. The JSON's ``status`` becomes ``"complete"`` only in :meth:`close`;
 that is what ``--resume`` trusts.
 """
 
@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -108,24 +107,16 @@ def write_json(path: Path, doc: dict[str, Any]) -> None:
 
 
 class TimelineWriter:
-    """Writes ``csv_path`` incrementally and ``json_path`` atomically. ``meta`` goes into the JSON
+    """Writes ``csv_path`` and ``json_path`` atomically after every batch. ``meta`` goes into the JSON
     (input, model id, mode, ...). Use as a context manager or call :meth:`close` yourself."""
 
     def __init__(self, csv_path: Path, json_path: Path, meta: dict[str, Any]) -> None:
         self.csv_path, self.json_path = csv_path, json_path
         self.meta = dict(meta)
         self.rows: list[TimelineRow] = []
-        csv_path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd: int | None = os.open(csv_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        self._write(_csv_line(CSV_COLUMNS))
+        self._csv: bytearray | None = bytearray(_csv_line(CSV_COLUMNS))
+        atomic_write(csv_path, bytes(self._csv))
         self._dump("running")
-
-    def _write(self, data: bytes) -> None:
-        assert self._fd is not None, "timeline writer is closed"
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
-        os.fsync(self._fd)
 
     def _dump(self, status: str, extra: dict[str, Any] | None = None) -> None:
         doc = {
@@ -140,26 +131,26 @@ class TimelineWriter:
         write_json(self.json_path, doc)
 
     def append(self, rows: list[TimelineRow]) -> None:
-        """Append rows: one fsync'ed CSV write, then an atomic JSON rewrite."""
+        """Append rows: an atomic rewrite of the CSV, then of the JSON."""
         if not rows:
             return
-        self._write(b"".join(_csv_line(csv_record(r)) for r in rows))
+        assert self._csv is not None, "timeline writer is closed"
+        self._csv += b"".join(_csv_line(csv_record(r)) for r in rows)
+        atomic_write(self.csv_path, bytes(self._csv))
         self.rows.extend(rows)
         self._dump("running")
 
     def close(self, status: str = "complete", extra: dict[str, Any] | None = None) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._csv is not None:
+            self._csv = None
             self._dump(status, extra)
 
     def __enter__(self) -> TimelineWriter:
         return self
 
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None  # leave the JSON "running": an interrupted input is redone on --resume
+        if self._csv is not None:
+            self._csv = None  # leave the JSON "running": an interrupted input is redone on --resume
 
 
 def read_timeline(json_path: Path) -> dict[str, Any] | None:

@@ -142,6 +142,8 @@ class MainWindow(QMainWindow):
         self.rate_label = QLabel("")
         self.error_label = QLabel("")
         self.error_label.setStyleSheet("color:#c0392b")
+        for label in (self.model_label, self.rate_label, self.error_label):  # file names are not markup
+            label.setTextFormat(Qt.TextFormat.PlainText)
         bar.addWidget(self.error_label, 1)
         bar.addPermanentWidget(self.rate_label)
         bar.addPermanentWidget(self.model_label)

@@ -91,23 +91,38 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
 
 def decode_audio(path: str | os.PathLike[str], sample_rate: int = 16000) -> np.ndarray | None:
     """Decode the first audio track to mono float32 at ``sample_rate``; ``None`` if there is no audio track."""
+    audio, error = decode_audio_partial(path, sample_rate)
+    if error is not None:
+        raise InputError(f"{path}: audio track cannot be decoded ({error})")
+    return audio
+
+
+def decode_audio_partial(
+    path: str | os.PathLike[str], sample_rate: int = 16000
+) -> tuple[np.ndarray | None, str | None]:
+    """As :func:`decode_audio`, but a file whose data breaks off (a truncated download, a damaged tail)
+    gives the samples decoded before the break and the reason it stopped; ``(None, None)`` without an
+    audio track. An error before any sample decodes raises the one-line InputError."""
     av = require_av()
     with _open(path) as container:
         if not container.streams.audio:
-            return None
+            return None, None
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         chunks: list[np.ndarray] = []
+        error = None
         try:
             for frame in container.decode(stream):
                 frame.pts = None  # let the resampler follow samples, not (possibly broken) timestamps
                 chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
             chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
         except (av.error.FFmpegError, ValueError) as exc:
-            raise InputError(f"{path}: audio track cannot be decoded ({_reason(exc)})") from None
+            if not any(c.size for c in chunks):
+                raise InputError(f"{path}: audio track cannot be decoded ({_reason(exc)})") from None
+            error = _reason(exc)
     if not chunks:
-        return np.zeros(0, dtype=np.float32)
-    return np.ascontiguousarray(np.concatenate(chunks), dtype=np.float32)
+        return np.zeros(0, dtype=np.float32), error
+    return np.ascontiguousarray(np.concatenate(chunks), dtype=np.float32), error
 
 
 def load_audio(path: str | os.PathLike[str], sample_rate: int = 16000) -> np.ndarray:

@@ -74,6 +74,7 @@ class Transcriber:
         audio: np.ndarray,
         beam_size: int = 5,
         window: float | None = None,
+        deterministic: bool = False,
     ) -> Transcript:
         """16 kHz mono float32 -> transcript; empty text when nothing is said. ``beam_size`` 5 is
         faster-whisper's default (batch scoring); 1 is greedy decoding, about twice as fast (live).
@@ -84,6 +85,11 @@ class Transcriber:
         30 s, hears a little worse on a short window, and now and then loops ("Good. Good. Good. ..."). So a windowed pass decodes once (no
         temperature fallback) with a token budget, and is redone the usual way on a 30 s window
         whenever faster-whisper's own fallback criteria say it went wrong (:func:`degenerate`).
+
+        ``deterministic`` (batch scoring): the same audio always gives the same words. faster-whisper's
+        fallback re-decodes a bad pass by *sampling* at rising temperatures (a fresh random seed per
+        process); here a bad pass is instead redone greedily-deterministic at temperature 0 without the
+        previous text as prompt (what breaks most repetition loops).
         """
         model = self._load()
         x = np.asarray(audio, dtype=np.float32)
@@ -96,7 +102,15 @@ class Transcriber:
                 if not degenerate(segs, budget):
                     return tr
                 log.info("a %.0f s window pass looked degenerate; redoing it on 30 s", frames / 100)
-            return self._run(model, x, beam_size, None)[0]
+            if not deterministic:
+                return self._run(model, x, beam_size, None)[0]
+            tr, segs = self._run(model, x, beam_size, None, temperature=0.0)
+            if degenerate(segs, NO_BUDGET):
+                log.info("a pass looked degenerate; redoing it at temperature 0 without the prompt")
+                tr = self._run(model, x, beam_size, None, temperature=0.0, condition_on_previous_text=False)[
+                    0
+                ]
+            return tr
 
     def _run(
         self, model: Any, x: np.ndarray, beam_size: int, frames: int | None, **options: Any
@@ -124,6 +138,7 @@ class Transcriber:
 
 
 MAX_NEW_TOKENS = 200  # Whisper's 448 tokens less its longest prompt (223 previous-text tokens + SOT)
+NO_BUDGET = 1 << 30  # degenerate() of a pass without a token budget
 TOKENS_PER_SECOND = 10  # a token budget per second of audio (speech runs at about 3-5)
 
 

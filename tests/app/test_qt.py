@@ -13,7 +13,7 @@ pytest.importorskip("PySide6")
 pytest.importorskip("pyqtgraph")
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, Qt
 
 from app.live.config import LiveConfig
 from app.live.sources import FileAudioSource, FileVideoSource
@@ -136,3 +136,13 @@ def test_settings_are_remembered(qtbot, window: MainWindow, tiny_model: Path) ->
     again = MainWindow(s)
     qtbot.addWidget(again)
     assert again.fast_box.isChecked() and again.record_action.isChecked()
+
+
+def test_status_bar_shows_file_names_as_text_not_markup(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "<b>bold<i>model"
+    bad.mkdir()
+    window.load_model(bad)
+    qtbot.waitUntil(lambda: not window.busy, timeout=30000)
+    for label in (window.error_label, window.model_label, window.rate_label):
+        assert label.textFormat() == Qt.TextFormat.PlainText
+    assert "<b>bold<i>model" in window.error_label.text()

@@ -39,7 +39,7 @@ def scored(
     rc = main(
         [*map(str, inputs), "--out", str(out), "--model", str(tiny_model), "--no-progress", "--threads", "1"]
     )
-    assert rc == 0
+    assert rc == 1  # truncated.mp4 and corrupt.mp4 failed
     summary = {Path(r["input"]).name: r for r in json.loads((out / "summary.json").read_text())["inputs"]}
     return out, summary
 

@@ -86,3 +86,14 @@ def test_fine_export_text_encoder_outside(bert_model, tmp_path, capsys) -> None:
     assert "text input: embeddings" in printed and "parity:" in printed
     worst = max(float(x.split()[-1]) for x in printed.split("max |Δ|")[1].strip().split(","))
     assert worst < 1e-4
+
+
+def test_fine_export_to_an_unwritable_path_is_one_line(artifact, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")  # a path under a regular file cannot be created, root or not
+    rc = fine(["export", str(artifact), "--onnx", str(blocker / "sub" / "m.onnx"), "--no-simplify"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert err.count("\n") == 1 and err.startswith(
+        f"fine export: {blocker / 'sub'}: cannot write or read there"
+    )

@@ -68,3 +68,31 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert fine(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_train_out_under_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    rc = fine(["train", "--data", "synthetic:32", "--out", str(blocker / "run"), *QUICK])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert err.count("\n") == 1 and err.startswith(
+        f"fine train: {blocker / 'run'}: cannot write or read there"
+    )
+
+
+def test_metrics_json_is_strict_json_without_a_valid_split(tmp_path: Path):
+    """No validation split: no best validation loss. metrics.json says null, not Infinity (not JSON)."""
+    labels = tmp_path / "label.csv"
+    rows = [
+        f"v{i},{i},{'good' if i % 2 else 'bad'} movie,{1.5 if i % 2 else -1.5},{'test' if i >= 24 else 'train'}"
+        for i in range(32)
+    ]
+    labels.write_text("video_id,clip_id,text,label,mode\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    assert fine(["train", "--data", f"csv:{labels}", "--out", str(out), "--modalities", "text", *QUICK]) == 0
+    text = (out / "metrics.json").read_text()
+    metrics = json.loads(text, parse_constant=lambda c: pytest.fail(f"metrics.json contains {c}"))
+    assert metrics["best_valid_loss"] is None and "valid" not in metrics and "MAE" in metrics["test"]
+    card = json.loads((out / "model" / "config.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert card is not None

@@ -179,3 +179,33 @@ def test_real_meld(shared_data: Path):
     assert splits["test"].label_range == (-1.0, 1.0)
     labels = splits["test"].labels()
     assert (labels == 1).sum() == 233 and (labels == 0).sum() == 470 and (labels == -1).sum() == 406
+
+
+def test_a_tiny_pickle_cannot_ask_for_gigabytes(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """``bytearray(N)`` is allow-listed (numpy pickles use bytearray(bytes)); a 40-byte file calling it
+    with 6e9 took 6.5 GB. Refused in well under a second, one line, through the CLI too."""
+    import time
+
+    from app.cli import main as fine
+
+    path = tmp_path / "aligned_50.pkl"
+    path.write_bytes(b"cbuiltins\nbytearray\n(I6000000000\ntR.")
+    t0 = time.perf_counter()
+    with pytest.raises(UnsafePickleError, match=r"aligned_50\.pkl: refused to unpickle bytearray\(int\)"):
+        load_pickle(path)
+    assert time.perf_counter() - t0 < 1.0
+    path.write_bytes(  # numpy's own reconstruct, asked for a 10 GB array
+        b"cnumpy.core.multiarray\n_reconstruct\n(cnumpy\nndarray\n(I100000\nI100000\ntc_codecs\nencode\n"
+        b"(Vb\nVlatin1\ntRtR."
+    )
+    with pytest.raises(UnsafePickleError, match=r"ndarray of 10000000000 bytes"):
+        load_pickle(path)
+    path.write_bytes(b"cbuiltins\nbytearray\n(I6000000000\ntR.")
+    t0 = time.perf_counter()
+    assert fine(["train", "--data", f"mmsa:{path}", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert time.perf_counter() - t0 < 1.0
+    assert err.count("\n") == 1 and "refused to unpickle bytearray(int)" in err and "Traceback" not in err
+    path.write_bytes(pickle.dumps({"x": bytearray(b"ok"), "a": np.arange(3)}, protocol=2))
+    got = load_pickle(path)  # bytearray(bytes) and protocol 2 still load
+    assert got["x"] == b"ok" and got["a"].tolist() == [0, 1, 2]
