@@ -66,8 +66,10 @@ def test_setup_installs_the_cpu_torch_build_without_a_gpu():
 
 
 def test_setup_torch_build_is_chosen_by_fine_torch():
-    assert _setup_torch_command(FINE_TORCH="cu126").stdout.strip().endswith(
-        "--index-url https://download.pytorch.org/whl/cu126"
+    assert (
+        _setup_torch_command(FINE_TORCH="cu126")
+        .stdout.strip()
+        .endswith("--index-url https://download.pytorch.org/whl/cu126")
     )
     assert _setup_torch_command(FINE_TORCH="pypi").stdout.strip() == "pip install torch==2.13.0"
     assert "not installed" in _setup_torch_command(FINE_TORCH="skip").stdout
