@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "training.default_model:main",
         "rebuild the shipped default model from the shared real data (MOSI text, EmoDB voice, GRID faces)",
     ),
+    "models": ("app.models:main", "models by name: list shipped and cached ones, pull or push hf:ORG/NAME"),
     "info": ("core.cli:info_main", "print a model artifact's config, feature profile and metrics"),
     "features": (
         "training.featcache:main",

@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     trt.add_argument("--length", type=_range, default=(1, 50, 256), metavar="MIN,OPT,MAX",
                      help="sequence length profile for every modality (default 1,50,256)")  # fmt: skip
     trt.add_argument("--calibration", help="INT8 calibration feeds (.npz), TensorRT 10 only")
-    trt.add_argument("--cache-dir", help="engine cache (default ~/.cache/fine/engines or $FINE_CACHE_DIR)")
+    trt.add_argument("--cache-dir", help="engine cache (default: engines/ in the fine cache, ~/.cache/fine or $FINE_CACHE_DIR)")
     return p
 
 

@@ -59,8 +59,9 @@ class FaceSet:
 
 
 def _cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(root) / "fine-msa" / "fer2013"
+    from core.paths import cache_dir
+
+    return cache_dir("fer2013")
 
 
 def load_fer(root: str | os.PathLike[str], split: str, cache: bool = True) -> FaceSet:
