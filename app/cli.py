@@ -67,10 +67,43 @@ def _resolve(target: str) -> Callable[[list[str] | None], int]:
     return getattr(module, func_name)
 
 
+OPTIONS = """options (anywhere on the line):
+  -h, --help     this help; 'fine COMMAND --help' for a command's options and examples
+  --version      print fine-msa's version
+  -v, --verbose  debug logging
+  -q, --quiet    warnings and errors only; also hides MediaPipe/TFLite/absl chatter on stderr
+
+exit codes: 0 success; 2 bad input or usage (one line on stderr names it); 130 interrupted;
+  per command: see its --help (fine score: per-input status in summary.csv and --json)"""
+
+EXAMPLES = """examples:
+  fine score interview.mp4 --out runs/interview
+  fine score recordings/ --out runs/study --json > study.json
+  fine app
+  fine live --headless --source camera --model hf:org/name
+  fine models
+  fine -q score talk.mp4 --out runs/t"""
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("fine-msa")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def _usage(table: dict[str, tuple[str, str]], prog: str) -> str:
     width = max(len(name) for name in table)
     lines = [f"usage: {prog} COMMAND [options]", "", "commands:"]
     lines += [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in sorted(table.items())]
+    if prog == "fine":
+        lines += ["", OPTIONS, "", EXAMPLES]
+    else:
+        first = sorted(table)[0]
+        lines += ["", "examples:", f"  {prog} {first}", f"  {prog} {first} --help"]
     return "\n".join(lines)
 
 
@@ -85,6 +118,10 @@ def _configure_logging(argv: list[str]) -> list[str]:
         else:
             rest.append(arg)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if level == logging.WARNING:
+        from app.quiet import silence_native_chatter
+
+        silence_native_chatter()
     return rest
 
 
@@ -111,7 +148,11 @@ def bench_main(argv: list[str] | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _configure_logging(list(sys.argv[1:] if argv is None else argv))
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["--version"]:
+        print(f"fine {version()}")
+        return 0
+    args = _configure_logging(raw)
     table = dict(COMMANDS)
     table["bench"] = ("app.cli:bench_main", "benchmarks: " + ", ".join(sorted(BENCHES)))
     try:

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from core.clihelp import add_examples
 from core.errors import FineError
 
 log = logging.getLogger(__name__)
@@ -17,6 +18,13 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fine score",
         description="score video/audio files: timeline CSV/JSON, plot and HTML report per input, plus a summary",
+    )
+    add_examples(
+        p,
+        "fine score interview.mp4 --out runs/interview",
+        "fine score recordings/ --out runs/study --resume          # a folder, searched recursively",
+        "fine score talk.mp4 --out runs/t --model hf:org/name --window 4",
+        "fine score talk.mp4 --out runs/t --json | jq '.rows[].score'   # JSON on stdout for pipelines",
     )
     p.add_argument("inputs", nargs="+", type=Path, help="media files or directories (searched recursively)")
     p.add_argument("--out", type=Path, required=True, help="output directory (created)")
@@ -62,6 +70,11 @@ def parser() -> argparse.ArgumentParser:
         "--ray-retries", type=int, default=1, help="retries of an input whose worker died (default 1)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document on stdout (per input: status, files, timeline rows); the rest to stderr",
+    )
     p.add_argument(
         "--print-timeline",
         choices=("auto", "always", "never"),
@@ -134,6 +147,11 @@ def run(args: argparse.Namespace, config: object) -> int:
     else:
         scorer = Scorer(model, config.backend, threads=config.threads)
         results = BatchScorer(scorer, config).run(inputs, args.out, args.resume, not args.no_progress)
+    if getattr(args, "json", False):
+        from app.pipeline.jsonout import emit
+
+        emit(args.out, results)
+        return 0
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from app.pipeline.config import ScoreConfig
-from app.pipeline.report import render_html, render_plot
+from app.pipeline.report import render_html, render_index, render_plot
+from app.pipeline.report_html import read_card
 from app.pipeline.scorer import Media, Scorer
 from app.pipeline.segment import Unit, sliding_windows, utterances
 from app.pipeline.timeline import TimelineRow, TimelineWriter, atomic_write, read_timeline, write_json
@@ -245,7 +246,8 @@ class BatchScorer:
             title = f"{path.name} - {len(rows)} {rows[0].kind}s - model {self.scorer.model_id}"
             png = render_plot(rows, title, media.duration, self.scorer.info.label_range)
             atomic_write(out / PNG_NAME, png)
-            page = render_html({**_public(meta), "notes": reason, "units": len(rows)}, rows, png)
+            card = read_card(self.scorer.info.path)
+            page = render_html({**_public(meta), "notes": reason}, rows, png, card, path, out)
             atomic_write(out / HTML_NAME, page.encode("utf-8"))
             writer.close("complete", {"reason": reason})
         return self._result(path, key, "complete", rows, media.duration, reason, t0)
@@ -401,3 +403,4 @@ def write_summary(out: Path, results: Sequence[InputResult]) -> None:
     w.writerows(r.record() for r in results)
     atomic_write(out / "summary.csv", buf.getvalue().encode("utf-8"))
     write_json(out / "summary.json", {"inputs": [asdict(r) for r in results]})
+    atomic_write(out / "index.html", render_index(out, results).encode("utf-8"))
