@@ -133,7 +133,11 @@ def _dispatch(table: dict[str, tuple[str, str]], argv: list[str], prog: str) -> 
     if name not in table:
         print(f"{prog}: unknown command {name!r}; choose one of: {', '.join(sorted(table))}", file=sys.stderr)
         return 2
-    return int(_resolve(table[name][0])(rest) or 0)
+    try:
+        return int(_resolve(table[name][0])(rest) or 0)
+    except SystemExit as exc:  # argparse's --help (0) or usage error (2) inside a subcommand
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 2)
 
 
 def expression_main(argv: list[str] | None = None) -> int:

@@ -182,7 +182,7 @@ def print_timeline(folder: Path) -> None:
         return
     model_id = doc["rows"][0]["model_id"] if doc["rows"] else "?"
     print(f"{doc.get('input', folder.name)}  (model {model_id})")
-    print("    start     end   score   text   voice    face  words")
+    print("    start     end   score  words   voice    face  transcript")
     for row in doc["rows"]:
         c = row["contributions"]
         print(

@@ -21,7 +21,7 @@ __all__ = ["render_html", "render_index", "render_plot"]
 LABELS = {"text": "words", "audio": "voice", "vision": "face"}
 COLORS = {"text": "#1f77b4", "audio": "#ff7f0e", "vision": "#9467bd"}  # not green/red: those show sign
 POSITIVE, NEGATIVE, NEUTRAL = "#2ca02c", "#d62728", "#777777"
-GAP = 1.0  # seconds between units beyond which the score line is not drawn across (a silence)
+GAP = 0.25  # a pause longer than this between units is a silence: the score line is not drawn across it
 
 
 def sign_colour(x: float, eps: float = 0.05) -> str:

@@ -29,7 +29,7 @@ td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}
 th{background:#f3f3f3} td.num{text-align:right;font-variant-numeric:tabular-nums}
 td.words{max-width:28em;word-break:normal;overflow-wrap:normal;hyphens:none}
 .pos{color:#2ca02c;font-weight:bold} .neg{color:#d62728;font-weight:bold} .neu{color:#777}
-a.seek{cursor:pointer;text-decoration:underline;color:#1f5fa8}
+td.when{white-space:nowrap} a.seek{cursor:pointer;text-decoration:underline;color:#1f5fa8}
 .card{background:#fafafa;border-left:4px solid #bbb;padding:0.4em 1em;margin:0.6em 0;font-size:13px}
 .summary td{font-size:14px} nav a{margin-right:1em}
 """
@@ -196,7 +196,7 @@ def render_html(
         seek = f'<a class="seek" onclick="seek({r.start:.2f})" title="play from here">{when}</a>'
         cells = [
             f"<td class='num'>{r.index}</td>",
-            f"<td>{seek}</td>",
+            f"<td class='when'>{seek}</td>",
             f"<td class='words'>{esc(r.text)}</td>",
             f"<td class='num {sign_class(r.score)}'>{r.score:+.3f}</td>",
         ]

@@ -119,5 +119,7 @@ def test_report_page_for_a_researcher(tmp_path: Path) -> None:
 def test_score_line_is_not_drawn_across_silences() -> None:
     from app.pipeline.report import _broken_line
 
-    xs, ys = _broken_line([row(0), row(1), row(10)])  # 0-1.5, 2-3.5, then 20-21.5
-    assert xs[:2] == [0.75, 2.75] and np.isnan(xs[2]) and np.isnan(ys[2]) and xs[3] == 20.75
+    a = row(0)  # 0-1.5 s
+    b = TimelineRow(**{**a.to_dict(), "index": 1, "start": 1.6, "end": 3.0})  # 0.1 s later: one stretch
+    xs, ys = _broken_line([a, b, row(10)])  # then 20-21.5 s, after a silence
+    assert xs[:2] == [0.75, 2.3] and np.isnan(xs[2]) and np.isnan(ys[2]) and xs[3] == 20.75
