@@ -77,8 +77,8 @@ def read_card(model: str | os.PathLike[str] | None) -> dict[str, Any]:
     if model is None:
         return {}
     try:
-        from export.runtime import find_model_files
         from core.artifact import read_config
+        from export.runtime import find_model_files
 
         files = find_model_files(model)
         if files.artifact is not None:
