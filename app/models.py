@@ -114,9 +114,11 @@ def resolve(model: str | os.PathLike[str] | None, downloader: Downloader | None 
     name = None if model is None else os.fspath(model)
     if name is None or name == DEFAULT_ALIAS:
         if not (DEFAULT_MODEL / "config.json").exists():
+            given = "no --model given and" if name is None else "--model default:"
             raise InputError(
-                f"the default model is not installed at {DEFAULT_MODEL}; pass --model DIR, hf:ORG/NAME or "
-                "rebuild it with 'fine build-default --data DATA --out app/assets/default_model'"
+                f"{given} the default model is not installed at {DEFAULT_MODEL}; pass --model DIR (a model "
+                "artifact directory or an .onnx file) or hf:ORG/NAME, or rebuild it with "
+                "'fine build-default --data DATA --out app/assets/default_model'"
             )
         return DEFAULT_MODEL
     if name.startswith(HF_PREFIX):
