@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "training.diagnose:main",
         "per-branch check (words, voice, face): unimodal spread and sensitivity, collapsed branches",
     ),
+    "models": ("app.models:main", "models by name: list shipped and cached ones, pull or push hf:ORG/NAME"),
     "info": ("core.cli:info_main", "print a model artifact's config, feature profile and metrics"),
     "features": (
         "training.featcache:main",
@@ -72,10 +73,43 @@ def _resolve(target: str) -> Callable[[list[str] | None], int]:
     return getattr(module, func_name)
 
 
+OPTIONS = """options (anywhere on the line):
+  -h, --help     this help; 'fine COMMAND --help' for a command's options and examples
+  --version      print fine-msa's version
+  -v, --verbose  debug logging
+  -q, --quiet    warnings and errors only; also hides MediaPipe/TFLite/absl chatter on stderr
+
+exit codes: 0 success; 2 bad input or usage (one line on stderr names it); 130 interrupted;
+  per command: see its --help (fine score: per-input status in summary.csv and --json)"""
+
+EXAMPLES = """examples:
+  fine score interview.mp4 --out runs/interview
+  fine score recordings/ --out runs/study --json > study.json
+  fine app
+  fine live --headless --source camera --model hf:org/name
+  fine models
+  fine -q score talk.mp4 --out runs/t"""
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("fine-msa")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def _usage(table: dict[str, tuple[str, str]], prog: str) -> str:
     width = max(len(name) for name in table)
     lines = [f"usage: {prog} COMMAND [options]", "", "commands:"]
     lines += [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in sorted(table.items())]
+    if prog == "fine":
+        lines += ["", OPTIONS, "", EXAMPLES]
+    else:
+        first = sorted(table)[0]
+        lines += ["", "examples:", f"  {prog} {first}", f"  {prog} {first} --help"]
     return "\n".join(lines)
 
 
@@ -90,6 +124,10 @@ def _configure_logging(argv: list[str]) -> list[str]:
         else:
             rest.append(arg)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if level == logging.WARNING:
+        from app.quiet import silence_native_chatter
+
+        silence_native_chatter()
     return rest
 
 
@@ -101,7 +139,11 @@ def _dispatch(table: dict[str, tuple[str, str]], argv: list[str], prog: str) -> 
     if name not in table:
         print(f"{prog}: unknown command {name!r}; choose one of: {', '.join(sorted(table))}", file=sys.stderr)
         return 2
-    return int(_resolve(table[name][0])(rest) or 0)
+    try:
+        return int(_resolve(table[name][0])(rest) or 0)
+    except SystemExit as exc:  # argparse's --help (0) or usage error (2) inside a subcommand
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 2)
 
 
 def expression_main(argv: list[str] | None = None) -> int:
@@ -116,7 +158,11 @@ def bench_main(argv: list[str] | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _configure_logging(list(sys.argv[1:] if argv is None else argv))
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["--version"]:
+        print(f"fine {version()}")
+        return 0
+    args = _configure_logging(raw)
     table = dict(COMMANDS)
     table["bench"] = ("app.cli:bench_main", "benchmarks: " + ", ".join(sorted(BENCHES)))
     try:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from core.batch import ModalityBatch
+from core.clihelp import add_examples
 from core.config import MODALITIES, FineConfig, TextEncoderConfig
 from core.model import FINE
 
@@ -128,6 +129,7 @@ def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fine bench model", description=__doc__)
+    add_examples(p, "fine bench model", "fine bench model --text-encoder")
     p.add_argument("--model", help="a model directory (default: a fresh FINE with docs/METHOD.md defaults)")
     p.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     p.add_argument("--text-len", type=int, default=50)

@@ -7,10 +7,12 @@ import json
 import sys
 
 from core.artifact import ArtifactError, read_config
+from core.clihelp import add_examples
 
 
 def info_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="fine info", description=__doc__)
+    add_examples(p, "fine info app/assets/default_model", "fine info runs/mosi/best")
     p.add_argument("model", help="model directory (config.json + model.safetensors)")
     args = p.parse_args(argv)
     try:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from core.clihelp import add_examples
 from core.config import MODALITIES, FineConfig, TextEncoderConfig
 from core.errors import run_cli
 
@@ -33,6 +34,7 @@ def _ints(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fine bench runtime", description=__doc__.splitlines()[0])
+    add_examples(p, "fine bench runtime", "fine bench runtime runs/mosi/best --contributions")
     p.add_argument("model", nargs="?", help="model artifact (default: random FINE, default config)")
     p.add_argument("--batch", type=_ints, default=[1, 8], help="batch sizes (default 1,8)")
     p.add_argument("--length", type=int, default=50, help="sequence length of every modality (default 50)")

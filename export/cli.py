@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from core.clihelp import add_examples
 from core.errors import run_cli
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,12 @@ def _range(text: str) -> tuple[int, int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fine export", description=__doc__.splitlines()[0])
+    add_examples(
+        p,
+        "fine export runs/mosi/best --onnx runs/mosi/model.onnx",
+        "fine export runs/mosi/best --onnx runs/mosi/model.onnx --text-encoder outside",
+        "fine export runs/mosi/best --tensorrt runs/mosi/model.engine     # on the GPU machine that runs it",
+    )
     p.add_argument("model", help="model artifact directory (config.json + model.safetensors)")
     p.add_argument("--onnx", metavar="OUT", help="write the ONNX graph here (default: beside --tensorrt OUT)")
     p.add_argument("--tensorrt", metavar="OUT", help="also build a serialized TensorRT engine here")
@@ -46,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     trt.add_argument("--length", type=_range, default=(1, 50, 256), metavar="MIN,OPT,MAX",
                      help="sequence length profile for every modality (default 1,50,256)")  # fmt: skip
     trt.add_argument("--calibration", help="INT8 calibration feeds (.npz), TensorRT 10 only")
-    trt.add_argument("--cache-dir", help="engine cache (default ~/.cache/fine/engines or $FINE_CACHE_DIR)")
+    trt.add_argument(
+        "--cache-dir",
+        help="engine cache (default: engines/ in the fine cache, ~/.cache/fine or $FINE_CACHE_DIR)",
+    )
     return p
 
 

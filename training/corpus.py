@@ -67,8 +67,9 @@ class PairPlan:
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(root) / "fine-msa" / "live-corpus"
+    from core.paths import cache_dir
+
+    return cache_dir("live-corpus")
 
 
 # ---------------------------------------------------------------------------------------------- cache

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from core.clihelp import add_examples
 from core.errors import FineError, run_cli
 from training.data import Dataset
 
@@ -75,7 +77,18 @@ TRAINING_DATA: dict[str, str] = {
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fine build-default", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=Path("../shared/data"), help="the shared data folder")
+    add_examples(
+        p,
+        "fine build-default --data /path/to/shared/data --out app/assets/default_model",
+        "FINE_DATA=/path/to/shared/data fine build-default --out runs/default",
+    )
+    data = os.environ.get("FINE_DATA")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=Path(data) if data else None,
+        help="the shared data folder (MOSI/, EmoDB/, ...); default: $FINE_DATA",
+    )
     p.add_argument(
         "--out", type=Path, required=True, help="model directory (the shipped one: app/assets/default_model)"
     )
@@ -178,6 +191,10 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
     from training import cli as train_cli
     from training.corpus import load_live
 
+    if args.data is None:
+        raise FineError(
+            "no --data given: pass --data DIR (the shared data folder with MOSI/label.csv) or set FINE_DATA"
+        )
     if not (args.data / "MOSI" / "label.csv").exists():
         raise FineError(
             f"--data {args.data}: no MOSI/label.csv there; give the shared data folder (e.g. ../shared/data)"

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.clihelp import add_examples
 from core.errors import InputError, run_cli
 from core.errors import check as _check
 from core.features.expression import (
@@ -59,8 +60,9 @@ class FaceSet:
 
 
 def _cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(root) / "fine-msa" / "fer2013"
+    from core.paths import cache_dir
+
+    return cache_dir("fer2013")
 
 
 def load_fer(root: str | os.PathLike[str], split: str, cache: bool = True) -> FaceSet:
@@ -332,6 +334,12 @@ def evaluate_sets(net: ExpressionNet, sets: dict[str, FaceSet]) -> dict[str, Any
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fine expression", description=__doc__.split("\n\n")[0])
+    add_examples(
+        p,
+        "fine expression train --data DATA/faces/fer2013 --out runs/expression",
+        "fine expression evaluate --data DATA/faces/fer2013 --reference",
+        "fine expression export --onnx runs/expression.onnx",
+    )
     sub = p.add_subparsers(dest="action", required=True)
     t = sub.add_parser("train", help="train the encoder on FER-2013 (train/valid/test folders)")
     t.add_argument("--data", type=Path, required=True, help="the fer2013 folder (train/ valid/ test/)")

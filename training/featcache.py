@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from core.artifact import atomic_write_bytes
+from core.clihelp import add_examples
 from core.errors import FineError, InputError
 from core.features.profile import FeatureProfile
 from training.data import Dataset, Sample
@@ -419,6 +420,12 @@ def cache_profile(out: Path) -> FeatureProfile:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fine features", description="feature caches from recordings")
+    add_examples(
+        p,
+        "fine features build --videos Raw --labels label.csv --out runs/cache",
+        "fine features build --videos Raw --labels label.csv --out runs/cache --transcribe",
+        "fine features extract clip.mp4",
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="extract features of every clip in label.csv into a cache directory")
     b.add_argument(

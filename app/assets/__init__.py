@@ -11,21 +11,10 @@ DEMO_CLIP = ASSETS / "demo" / "demo.mp4"  # attribution: demo/SOURCES.md
 
 
 def resolve_model(model: str | os.PathLike[str] | None) -> Path:
-    """``--model`` if given, else the shipped default model; a one-line InputError when neither exists.
+    """``--model``: a folder (artifact, .onnx or .engine), ``default`` (also when not given) or a Hugging Face
+    id ``hf:ORG/NAME[@REV]`` (downloaded once into the fine cache); a one-line InputError otherwise.
 
-    Every command and the live app resolve their model here."""
-    from core.errors import InputError
+    Every command and the live app resolve their model here (see :mod:`app.models`)."""
+    from app.models import resolve
 
-    if model is not None:
-        path = Path(model)
-        if not path.exists():
-            raise InputError(f"{path}: no such model; pass --model DIR (a model artifact or .onnx)")
-        return path
-    default = DEFAULT_MODEL
-    if not (default / "config.json").exists():
-        raise InputError(
-            f"no --model given and the default model is not installed at {default}; pass --model DIR "
-            "(a model artifact directory or an .onnx file), or rebuild it with "
-            "'fine build-default --data ../shared/data --out app/assets/default_model'"
-        )
-    return default
+    return resolve(model)

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from core.clihelp import add_examples
 from core.errors import run_cli
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fine bench live", description=__doc__.splitlines()[0] if __doc__ else ""
     )
+    add_examples(p, "fine bench live", "fine bench live app/assets/demo/demo.mp4 --json")
     p.add_argument(
         "files", nargs="*", type=Path, help="recordings with a face and speech (default: the demo clip)"
     )

@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from core.clihelp import add_examples
 from core.errors import run_cli
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,12 @@ log = logging.getLogger(__name__)
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fine live", description="live sentiment from a camera + microphone or a file"
+    )
+    add_examples(
+        p,
+        "fine live --headless --source camera",
+        "fine live --headless --source app/assets/demo/demo.mp4 --fast",
+        "fine live --headless --source camera --model hf:org/name --record runs/session",
     )
     p.add_argument("--headless", action="store_true", help="no window: print JSON lines (one per utterance)")
     p.add_argument(

@@ -17,11 +17,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from core.clihelp import add_examples
 from core.errors import run_cli
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fine bench score", description=__doc__.splitlines()[0])
+    add_examples(p, "fine bench score app/assets/demo/demo.mp4")
     p.add_argument("file", type=Path, help="an audio or video file with speech")
     p.add_argument(
         "--model",

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from core.clihelp import add_examples
 from core.errors import FineError
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,13 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fine score",
         description="score video/audio files: timeline CSV/JSON, plot and HTML report per input, plus a summary",
+    )
+    add_examples(
+        p,
+        "fine score interview.mp4 --out runs/interview",
+        "fine score recordings/ --out runs/study --resume          # a folder, searched recursively",
+        "fine score talk.mp4 --out runs/t --model hf:org/name --window 4",
+        "fine score talk.mp4 --out runs/t --json | jq '.rows[].score'   # JSON on stdout for pipelines",
     )
     p.add_argument("inputs", nargs="+", type=Path, help="media files or directories (searched recursively)")
     p.add_argument("--out", type=Path, required=True, help="output directory (created)")
@@ -69,6 +77,11 @@ def parser() -> argparse.ArgumentParser:
         "--ray-retries", type=int, default=1, help="retries of an input whose worker died (default 1)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document on stdout (per input: status, files, timeline rows); the rest to stderr",
+    )
     p.add_argument(
         "--print-timeline",
         choices=("auto", "always", "never"),
@@ -153,7 +166,13 @@ def _score(args: argparse.Namespace, config: object, inputs: list[tuple[Path, st
 
 
 def report(args: argparse.Namespace, results: list[Any]) -> int:
-    """Print each input's line (and timeline) and the totals; the exit status (module docstring)."""
+    """Print each input's line (and timeline) and the totals; the exit status (module docstring).
+    With ``--json`` stdout carries one JSON document instead (the failed-inputs line still goes to stderr)."""
+    if getattr(args, "json", False):
+        from app.pipeline.jsonout import emit
+
+        emit(args.out, results)
+        return _failed_status(results)
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -172,6 +191,11 @@ def report(args: argparse.Namespace, results: list[Any]) -> int:
         + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         + f"; summary in {args.out / 'summary.csv'}"
     )
+    return _failed_status(results)
+
+
+def _failed_status(results: list[Any]) -> int:
+    """1 with one stderr line naming the failed inputs when any failed, else 0."""
     failed = [Path(r.input).name for r in results if r.status == "failed"]
     if failed:
         sys.stdout.flush()
@@ -193,7 +217,7 @@ def print_timeline(folder: Path) -> None:
         return
     model_id = doc["rows"][0]["model_id"] if doc["rows"] else "?"
     print(f"{doc.get('input', folder.name)}  (model {model_id})")
-    print("    start     end   score   text   voice    face  words")
+    print("    start     end   score  words   voice    face  transcript")
     for row in doc["rows"]:
         c = row["contributions"]
         print(

@@ -2,22 +2,52 @@
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 import itertools
 import logging
 import textwrap
 from collections.abc import Sequence
-from typing import Any
 
+from app.pipeline.report_html import mmss, render_html, render_index
 from app.pipeline.timeline import TimelineRow
 from core.config import MODALITIES
 from core.plots import pyplot as _pyplot
 
 log = logging.getLogger(__name__)
 
-COLORS = {"text": "#1f77b4", "audio": "#ff7f0e", "vision": "#2ca02c"}
+__all__ = ["render_html", "render_index", "render_plot"]
+
+# One vocabulary everywhere a person reads: words, voice, face (the code's text/audio/vision).
+LABELS = {"text": "words", "audio": "voice", "vision": "face"}
+COLORS = {"text": "#1f77b4", "audio": "#ff7f0e", "vision": "#9467bd"}  # not green/red: those show sign
+POSITIVE, NEGATIVE, NEUTRAL = "#2ca02c", "#d62728", "#777777"
+GAP = 0.25  # a pause longer than this between units is a silence: the score line is not drawn across it
+
+
+def sign_colour(x: float, eps: float = 0.05) -> str:
+    return POSITIVE if x > eps else NEGATIVE if x < -eps else NEUTRAL
+
+
+def wrap_words(text: str, width: int, max_lines: int = 3) -> str:
+    """Wrap at spaces only (never inside a word), at most ``max_lines`` lines, an ellipsis when cut."""
+    lines = textwrap.wrap(text, width=max(width, 4), break_long_words=False, break_on_hyphens=False)
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = lines[-1] + " …"
+    return "\n".join(lines)
+
+
+def _broken_line(rows: Sequence[TimelineRow]) -> tuple[list[float], list[float]]:
+    """Unit centres and scores with a NaN between units separated by more than GAP (no line over silence)."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for k, r in enumerate(rows):
+        if k and r.start - rows[k - 1].end > GAP:
+            xs.append(float("nan"))
+            ys.append(float("nan"))
+        xs.append((r.start + r.end) / 2)
+        ys.append(r.score)
+    return xs, ys
 
 
 def display_spans(rows: Sequence[TimelineRow]) -> list[tuple[float, float]]:
@@ -38,6 +68,8 @@ def render_plot(
     """PNG bytes: sentiment per unit over time (top, with the unit's words) and the per-modality
     Shapley contributions as stacked bars (bottom)."""
     plt = _pyplot()
+    from matplotlib.ticker import FuncFormatter
+
     fig, (ax, bx) = plt.subplots(
         2, 1, figsize=(11, 6.2), sharex=True, gridspec_kw={"height_ratios": [3, 2]}, dpi=100
     )
@@ -47,15 +79,15 @@ def render_plot(
         ax.axhline(0.0, color="0.6", lw=0.8)
         spans = display_spans(rows)
         overlapping = any(b.start < a.end - 1e-9 for a, b in itertools.pairwise(rows))
-        for k, (r, (x0, x1)) in enumerate(zip(rows, spans)):
-            ax.axvspan(x0, x1, color="0.92" if k % 2 == 0 else "0.86", lw=0)
+        for r, (x0, x1) in zip(rows, spans):
+            ax.axvspan(x0, x1, color=sign_colour(r.score), alpha=0.12, lw=0)  # shading shows the sign
             ax.hlines(r.score, x0, x1, color="black", lw=2.5)
             for m, u, p in zip(MODALITIES, r.unimodal, r.presence):
                 if p:
                     ax.hlines(u, x0, x1, color=COLORS[m], lw=1, alpha=0.8, linestyles="--")
             if r.text and not overlapping:  # overlapping windows repeat words: the report's table has them
                 chars = max(10, int(120 * (x1 - x0) / end))
-                label = textwrap.fill(textwrap.shorten(r.text, width=chars * 3), width=chars)
+                label = wrap_words(r.text, chars)
                 ax.text(
                     (x0 + x1) / 2,
                     hi - 0.04 * (hi - lo),
@@ -65,10 +97,19 @@ def render_plot(
                     fontsize=7,
                     parse_math=False,
                 )
-        mids = [(r.start + r.end) / 2 for r in rows]
-        ax.plot(mids, [r.score for r in rows], "o-", color="black", ms=4, lw=0.8, label="score (multimodal)")
+        xs, ys = _broken_line(rows)
+        ax.plot(xs, ys, "-", color="black", lw=0.8, label="score (words + voice + face)")
+        ax.scatter(
+            [(r.start + r.end) / 2 for r in rows],
+            [r.score for r in rows],
+            c=[sign_colour(r.score) for r in rows],
+            s=28,
+            edgecolors="black",
+            linewidths=0.6,
+            zorder=3,
+        )
         for m in MODALITIES:
-            ax.plot([], [], "--", color=COLORS[m], label=f"{m} head")
+            ax.plot([], [], "--", color=COLORS[m], label=f"{LABELS[m]} alone")
         ax.set_ylim(lo, hi)
         ax.set_xlim(0, end)
         ax.set_ylabel("sentiment")
@@ -83,7 +124,7 @@ def render_plot(
         for i_m, m in enumerate(MODALITIES):
             vals = [r.contributions[i_m] for r in rows]
             bottoms = [p if v >= 0 else n for v, p, n in zip(vals, pos, neg)]
-            bx.bar(mids, vals, width=widths, bottom=bottoms, color=COLORS[m], label=m, alpha=0.85)
+            bx.bar(mids, vals, width=widths, bottom=bottoms, color=COLORS[m], label=LABELS[m], alpha=0.85)
             pos = [p + max(v, 0.0) for p, v in zip(pos, vals)]
             neg = [n + min(v, 0.0) for n, v in zip(neg, vals)]
         bx.axhline(0.0, color="0.4", lw=0.8)
@@ -91,7 +132,8 @@ def render_plot(
         room = max(top - bottom, 1e-6)
         bx.set_ylim(bottom - 0.05 * room * (bottom < 0), top + 0.3 * room)  # headroom for the legend
         bx.set_ylabel("contribution\n(Shapley)")
-        bx.set_xlabel("time (s)")
+        bx.set_xlabel("time (m:ss)")
+        bx.xaxis.set_major_formatter(FuncFormatter(lambda t, _: mmss(t)))
         bx.legend(loc="upper right", fontsize=7, ncol=3)
         bx.grid(axis="y", alpha=0.3)
         if not rows:
@@ -104,45 +146,3 @@ def render_plot(
         return buf.getvalue()
     finally:
         plt.close(fig)
-
-
-def render_html(meta: dict[str, Any], rows: Sequence[TimelineRow], png: bytes | None) -> str:
-    """A single HTML page: header facts, the plot inlined, one table row per unit."""
-    esc = html.escape
-    facts = "".join(
-        f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in meta.items() if v not in (None, "")
-    )
-    head = "".join(
-        f"<th>{h}</th>"
-        for h in ["#", "start", "end", "text", "score", *(f"{m[0].upper()} head" for m in MODALITIES)]
-        + [f"φ {m}" for m in MODALITIES]
-        + ["present"]
-    )
-    body = []
-    for r in rows:
-        present = "".join(m[0].upper() if p else "·" for m, p in zip(MODALITIES, r.presence))
-        cells = [str(r.index), f"{r.start:.2f}", f"{r.end:.2f}", esc(r.text), f"{r.score:+.3f}"]
-        heads = [f"{x:+.3f}" if p else "–" for x, p in zip(r.unimodal, r.presence)]  # absent: no evidence
-        cells += heads + [f"{x:+.3f}" for x in r.contributions] + [present]
-        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    img = ""
-    if png is not None:
-        img = f'<img alt="sentiment over time" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-    title = esc(str(meta.get("input", "timeline")))
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{title} - sentiment</title>
-<style>
-body{{font-family:sans-serif;margin:1.5em;color:#222}} img{{max-width:100%}}
-table{{border-collapse:collapse;font-size:13px;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}}
-th{{background:#f3f3f3}}
-</style></head><body>
-<h1>{title}</h1>
-<table>{facts}</table>
-{img}
-<p>score: multimodal sentiment; T/A/V head: unimodal heads; φ: Shapley contribution of each modality
-(they add up to score minus the no-modality baseline); present: modalities the model saw.</p>
-<table><tr>{head}</tr>
-{chr(10).join(body)}
-</table></body></html>
-"""

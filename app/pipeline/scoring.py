@@ -28,7 +28,8 @@ import numpy as np
 from app.pipeline.chunks import CHUNK_SECONDS, UnitStream, chunk_bounds
 from app.pipeline.config import ScoreConfig
 from app.pipeline.outdir import OutputLock, input_folder, sweep_stale_temps
-from app.pipeline.report import render_html, render_plot
+from app.pipeline.report import render_html, render_index, render_plot
+from app.pipeline.report_html import read_card
 from app.pipeline.scorer import Media, Scorer
 from app.pipeline.segment import Unit, sliding_windows, utterances
 from app.pipeline.timeline import TimelineRow, TimelineWriter, atomic_write, read_timeline, write_json
@@ -323,7 +324,9 @@ class BatchScorer:
             status = "partial" if media.partial else "complete"
             png = self._plot(path, out, rows, media, notes)
             reason = "; ".join(notes)
-            page = render_html({**_public(writer.meta), "notes": reason, "units": len(rows)}, rows, png)
+            card = read_card(self.scorer.info.path)
+            meta = {**_public(writer.meta), "notes": reason, "units": len(rows)}
+            page = render_html(meta, rows, png, card, path, out)
             atomic_write(out / HTML_NAME, page.encode("utf-8"))
             writer.close(status, {"reason": reason})
         return self._result(path, key, status, rows, media.duration, reason, t0)
@@ -517,3 +520,4 @@ def write_summary(out: Path, results: Sequence[InputResult]) -> None:
     w.writerows(r.record() for r in results)
     atomic_write(out / "summary.csv", buf.getvalue().encode("utf-8"))
     write_json(out / "summary.json", {"inputs": [asdict(r) for r in results]})
+    atomic_write(out / "index.html", render_index(out, results).encode("utf-8"))

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from core.clihelp import add_examples
 from core.errors import InputError, MissingDependencyError, run_cli
 
 
@@ -15,6 +16,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fine app", description="live sentiment from a camera + microphone or a file"
     )
+    add_examples(p, "fine app", "fine app interview.mp4", "fine app --model hf:org/name")
     p.add_argument("file", nargs="?", type=Path, default=None, help="a media file to replay at start")
     p.add_argument(
         "--model",

@@ -29,7 +29,14 @@ from core.config import MODALITIES
 
 # What the user sees for each modality (MODALITIES order: text, audio, vision).
 LABELS = {"text": "words", "audio": "voice", "vision": "face"}
-COLORS = {"text": "#1f77b4", "audio": "#ff7f0e", "vision": "#2ca02c"}
+COLORS = {"text": "#1f77b4", "audio": "#ff7f0e", "vision": "#9467bd"}  # green and red show sign
+POSITIVE, NEGATIVE, NEUTRAL = (44, 160, 44), (214, 39, 40), (120, 120, 120)
+
+
+def sign_rgb(x: float, eps: float = 0.05) -> tuple[int, int, int]:
+    return POSITIVE if x > eps else NEGATIVE if x < -eps else NEUTRAL
+
+
 STATE_STYLE = {
     "present": "background:#2ca02c;color:white",
     "idle": "background:#d0d0d0;color:#333",
@@ -163,8 +170,9 @@ class SentimentPlot(pg.PlotWidget):
     def add_utterance(self, row: TimelineRow) -> None:
         mid = 0.5 * (row.start + row.end)
         self.utterance_points.append((mid, row.score))
-        self._dots.addPoints([{"pos": (mid, row.score), "data": row.index}])
-        region = pg.LinearRegionItem((row.start, row.end), movable=False, brush=pg.mkBrush(214, 39, 40, 30))
+        rgb = sign_rgb(row.score)  # dot and shading: green positive, red negative, grey near zero
+        self._dots.addPoints([{"pos": (mid, row.score), "data": row.index, "brush": pg.mkBrush(*rgb)}])
+        region = pg.LinearRegionItem((row.start, row.end), movable=False, brush=pg.mkBrush(*rgb, 40))
         region.setZValue(-10)
         self.addItem(region)
         self._spans.append(region)
@@ -207,15 +215,23 @@ class ContributionsView(QWidget):
         self.bars.addItem(self._bar_item)
         layout.addWidget(self.bars)
         self.table = QTableWidget(len(MODALITIES), 3)
-        self.table.setHorizontalHeaderLabels(["contribution", "unimodal", "present"])
+        # A contribution is how far this input moved the fused score (Shapley); "alone" is what the model
+        # says from this input by itself. A face may read -1.85 alone yet move the score by ~0.
+        self.table.setHorizontalHeaderLabels(["moved the score by", "score alone", "present"])
+        self.table.horizontalHeaderItem(0).setToolTip(
+            "Shapley contribution: how much this input changed the score (they add up to score - baseline)"
+        )
+        self.table.horizontalHeaderItem(1).setToolTip("the score the model gives this input by itself")
         self.table.setVerticalHeaderLabels([LABELS[m] for m in MODALITIES])
         self.table.setMaximumHeight(125)
         self.table.horizontalHeader().setStretchLastSection(True)
         layout.addWidget(self.table)
 
     def show_row(self, row: TimelineRow) -> None:
+        parts = " ".join(f"{LABELS[m]} {c:+.2f}" for m, c in zip(MODALITIES, row.contributions))
         self.title.setText(
-            f"last utterance {row.start:.1f}-{row.end:.1f} s: score {row.score:+.3f} (baseline {row.baseline:+.3f})"
+            f"last utterance {row.start:.1f}-{row.end:.1f} s: score {row.score:+.2f} = "
+            f"baseline {row.baseline:+.2f} + {parts}"
         )
         self._bar_item.setOpts(height=list(row.contributions))
         lim = max(0.01, *(abs(c) for c in row.contributions)) * 1.3

@@ -66,6 +66,10 @@ class TensorRTRunner(Runner):
         self.name = "tensorrt"
         self.sidecar: dict[str, Any] = {}
         self._trt: Any = None
+        # The Logger and Runtime must outlive the engine deserialised from them (TensorRT's Python API
+        # does not keep them alive; dropping them leaves the engine with dangling pointers).
+        self._logger: Any = None
+        self._runtime: Any = None
         self._engine: Any = None
         self._context: Any = None
         self._stream: Any = None
@@ -83,8 +87,9 @@ class TensorRTRunner(Runner):
         torch.cuda.set_device(self.device)
         sidecar = self.path.with_suffix(".json")
         self.sidecar = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self._engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self._engine is None:
             raise InputError(
                 f"{self.path}: TensorRT {trt.__version__} cannot load this engine (built with "
@@ -119,7 +124,11 @@ class TensorRTRunner(Runner):
                 want = _torch_dtype(trt, self._engine.get_tensor_dtype(name))
                 t = torch.from_numpy(np.ascontiguousarray(feeds[name])).to("cuda", non_blocking=True).to(want)
                 keep.append(t)
-                ctx.set_input_shape(name, tuple(t.shape))
+                if not ctx.set_input_shape(name, tuple(t.shape)):
+                    raise InputError(
+                        f"{self.path}: input {name!r} of shape {tuple(t.shape)} is outside the engine's "
+                        "optimisation profile; rebuild it with wider --batch/--length ranges"
+                    )
                 ctx.set_tensor_address(name, t.data_ptr())
             outs = {}
             for name in self._outputs:
@@ -135,6 +144,9 @@ class TensorRTRunner(Runner):
         return outs["score"].float().cpu().numpy(), outs["unimodal"].float().cpu().numpy()
 
     def _close(self) -> None:
+        # Reverse order of creation: context, engine, then the runtime and logger they depend on.
         self._context = None
         self._engine = None
+        self._runtime = None
+        self._logger = None
         self._stream = None

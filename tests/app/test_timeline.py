@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from app.pipeline.report import render_html, render_plot
 from app.pipeline.timeline import CSV_COLUMNS, TimelineRow, TimelineWriter, read_csv_rows, read_timeline
@@ -78,6 +79,47 @@ def test_plot_and_html_are_self_contained(tmp_path: Path) -> None:
     assert img.shape[0] >= 500 and img.shape[1] >= 1000 and float(np.std(img)) > 0.05  # drawn, not blank
     page = render_html({"input": "clip.mp4", "model_id": "m-123"}, rows, png)
     assert "data:image/png;base64," in page and "I &lt;loved&gt; it" in page and "<loved>" not in page
-    assert page.count("<tr>") == 2 + 1 + 2  # two facts, the header, two units
+    # summary (8) + header + two units + two run facts
+    assert page.count("<tr>") == 8 + 1 + 2 + 2
     assert "+0.500" in page and "-0.125" in page
     assert "http" not in page  # nothing fetched from elsewhere
+
+
+def test_report_page_for_a_researcher(tmp_path: Path) -> None:
+    """Summary numbers, the baseline, the card's caveats, timeline links, the recording with
+    click-to-seek at m:ss, and words/voice/face as the only names of the inputs."""
+    from app.pipeline.report import wrap_words
+    from app.pipeline.report_html import mmss, summary_numbers
+
+    rows = [row(0, "I loved it"), row(1, "not at all"), row(40, "much later")]
+    media = tmp_path / "clips" / "talk.mp4"
+    page_dir = tmp_path / "out" / "talk_mp4"
+    card = {
+        "name": "tiny",
+        "caveats": ["face learned from neutral faces only"],
+        "training_data": {"text": "MOSI"},
+    }
+    page = render_html({"input": str(media), "duration": 95.0}, rows, None, card, media, page_dir)
+    s = summary_numbers(rows)
+    assert s["units"] == 3 and s["mean"] == pytest.approx((0.5 - 0.5 - 39.5) / 3)
+    assert s["baseline"] == pytest.approx((0.375 - 0.625 - 39.625) / 3)
+    assert "Summary" in page and "utterances scored" in page and "1:35" in page  # duration 95 s
+    assert f"Baseline {s['baseline']:+.3f}" in page and "score = baseline + words + voice + face" in page
+    assert "face learned from neutral faces only" in page and "<b>words</b>: MOSI" in page
+    assert 'href="timeline.csv"' in page and 'href="timeline.json"' in page and 'href="../index.html"' in page
+    assert '<video id="media" controls preload="metadata" src="../../clips/talk.mp4">' in page
+    assert 'onclick="seek(80.00)"' in page and "1:20.0–1:21.5" in page  # row 40: 80-81.5 s
+    for word in ("text", "audio", "vision", "head"):
+        assert f">{word}" not in page.lower() and f"{word} contribution" not in page.lower()
+    assert "words contribution" in page and "voice alone" in page and "face contribution" in page
+    assert mmss(3725.0) == "1:02:05" and mmss(59.99) == "0:59"
+    assert wrap_words("extraordinarily unbelievable", 6) == "extraordinarily\nunbelievable"  # never split
+
+
+def test_score_line_is_not_drawn_across_silences() -> None:
+    from app.pipeline.report import _broken_line
+
+    a = row(0)  # 0-1.5 s
+    b = TimelineRow(**{**a.to_dict(), "index": 1, "start": 1.6, "end": 3.0})  # 0.1 s later: one stretch
+    xs, ys = _broken_line([a, b, row(10)])  # then 20-21.5 s, after a silence
+    assert xs[:2] == [0.75, 2.3] and np.isnan(xs[2]) and np.isnan(ys[2]) and xs[3] == 20.75

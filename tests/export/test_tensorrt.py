@@ -155,3 +155,43 @@ def test_tensorrt_is_auto_backend(trt_ready, small_model, small_onnx, tmp_path) 
         tmp_path / "model.onnx", tmp_path / "model.engine", EngineOptions(cache_dir=str(tmp_path / "c"))
     )
     assert isinstance(create_runner(tmp_path, "auto"), TensorRTRunner)
+
+
+@pytest.mark.tensorrt
+def test_tensorrt_runner_keeps_runtime_and_logger_alive(trt_ready, small_model, small_onnx, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The engine is only valid while the Runtime (and its Logger) it came from live: the runner holds
+    them, and still infers after a garbage collection; closing releases all of them."""
+    import gc
+
+    from export.runtime.tensorrt_runner import TensorRTRunner
+
+    options = EngineOptions(precision="fp32", batch=(1, 8, 64), length=(1, 50, 256), cache_dir=str(tmp_path))
+    engine = build_engine(small_onnx, tmp_path / "small.engine", options)
+    batch = make_batch(small_model.config, 2, {"text": 5, "audio": 7, "vision": 9}, seed=3)
+    runner = TensorRTRunner(engine)
+    with runner:
+        assert runner._runtime is not None and runner._logger is not None
+        first = runner.infer(batch).score
+        gc.collect()
+        again = runner.infer(batch).score
+        np.testing.assert_allclose(again, first, atol=1e-6)
+        assert np.isfinite(first).all()
+    assert runner._runtime is None and runner._engine is None and runner._context is None
+
+
+@pytest.mark.tensorrt
+def test_tensorrt_runner_refuses_shapes_outside_the_profile(
+    trt_ready, small_model, small_onnx, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """set_input_shape's answer is checked: a sequence longer than the profile's max is one clear error,
+    not garbage outputs or a crash."""
+    from export.runtime.tensorrt_runner import TensorRTRunner
+
+    options = EngineOptions(precision="fp32", batch=(1, 8, 64), length=(1, 8, 16), cache_dir=str(tmp_path))
+    engine = build_engine(small_onnx, tmp_path / "narrow.engine", options)
+    ok = make_batch(small_model.config, 1, {"text": 4, "audio": 16, "vision": 3}, seed=1)
+    too_long = make_batch(small_model.config, 1, {"text": 4, "audio": 40, "vision": 3}, seed=1)
+    with TensorRTRunner(engine) as runner:
+        assert np.isfinite(runner.infer(ok).score).all()
+        with pytest.raises(InputError, match="outside the engine's optimisation profile"):
+            runner.infer(too_long)
