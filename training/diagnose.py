@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.clihelp import add_examples
 from core.config import MODALITIES
 from core.errors import ConfigError, FineError, check
 from training.data import Dataset, Sample, batch_order, collate
@@ -211,8 +212,6 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fine diagnose",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="exit status: 0 all branches work, 1 a branch collapsed, 2 bad input",
     )
     p.add_argument("model", type=Path, help="model directory (config.json + model.safetensors)")
     p.add_argument("--probe", help="SCHEME:ARG data to probe with (as for fine evaluate); default: synthetic")
@@ -222,6 +221,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=DiagnoseConfig.seed)
     p.add_argument("--json", type=Path, help="also write the diagnosis as JSON here")
     p.add_argument("--threads", type=int, default=None)
+    p.description = f"{__doc__}\nexit status: 0 all branches work, 1 a branch collapsed, 2 bad input"
+    add_examples(
+        p,
+        "fine diagnose MODEL --probe csv:../shared/data/MOSI/label.csv --split test",
+        "fine diagnose app/assets/default_model",
+    )
     return p
 
 
