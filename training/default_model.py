@@ -119,10 +119,32 @@ def _train_args(args: argparse.Namespace, run_dir: Path) -> argparse.Namespace:
     return train_parser().parse_args(argv)
 
 
-def per_source_metrics(model_dir: Path, test: Dataset) -> dict[str, Any]:
-    """Held-out numbers per source: MOSI text (MMSA metrics), EmoDB held-out speakers, PAA valence."""
-    from core.artifact import load_model
+def source_metrics(source: str, pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """MOSI: the MMSA metrics; the voice corpora: Corr, MAE and sign accuracy on the clearly
+    positive vs clearly negative samples."""
     from training.metrics import metrics_for
+
+    if source == "mosi":
+        full = metrics_for((-3.0, 3.0), pred, y)
+        return {k: round(float(full[k]), 4) for k in ("Non0_acc_2", "Non0_F1", "Acc_7", "MAE", "Corr")}
+    m: dict[str, float] = {
+        "Corr": round(float(np.corrcoef(pred, y)[0, 1]), 4) if pred.std() > 0 else 0.0,
+        "MAE": round(float(np.mean(np.abs(pred - y))), 4),
+    }
+    pos, neg = y > 0.5, y < -0.5
+    if pos.any() and neg.any():
+        keep = pos | neg
+        m["pos_vs_neg_acc"] = round(float(np.mean((pred[keep] > 0) == pos[keep])), 4)
+    return m
+
+
+def per_source_metrics(
+    model_dir: Path, test: Dataset, splits: dict[str, Dataset] | None = None
+) -> dict[str, Any]:
+    """Held-out numbers per source: MOSI text (MMSA metrics), EmoDB held-out speakers, PAA valence, FER-2013
+    faces; with ``splits``, each beside its baselines (``training.baselines``) on the same samples."""
+    from core.artifact import load_model
+    from training.baselines import baseline_metrics
     from training.trainer import predict
 
     model = load_model(model_dir).eval()
@@ -133,23 +155,14 @@ def per_source_metrics(model_dir: Path, test: Dataset) -> dict[str, Any]:
             continue
         pred, y = predict(model, part)
         pred, y = np.asarray(pred, dtype=np.float64), np.asarray(y, dtype=np.float64)
-        m: dict[str, Any] = {"n": len(part)}
-        if source == "mosi":
-            full = metrics_for((-3.0, 3.0), pred, y)
-            m.update({k: round(float(full[k]), 4) for k in ("Non0_acc_2", "Non0_F1", "Acc_7", "MAE", "Corr")})
-        else:
-            m["Corr"] = round(float(np.corrcoef(pred, y)[0, 1]), 4)
-            m["MAE"] = round(float(np.mean(np.abs(pred - y))), 4)
-            pos, neg = y > 0.5, y < -0.5
-            if pos.any() and neg.any():  # sign accuracy on the clearly positive vs clearly negative ones
-                keep = pos | neg
-                m["pos_vs_neg_acc"] = round(float(np.mean((pred[keep] > 0) == pos[keep])), 4)
-            if source == "emodb":
-                emotions = [str(s.meta["emotion"]) for s in part.samples]
-                m["mean_score_by_emotion"] = {
-                    e: round(float(np.mean(pred[[x == e for x in emotions]])), 3)
-                    for e in sorted(set(emotions))
-                }
+        m: dict[str, Any] = {"n": len(part), **source_metrics(source, pred, y)}
+        if source == "emodb":
+            emotions = [str(s.meta["emotion"]) for s in part.samples]
+            m["mean_score_by_emotion"] = {
+                e: round(float(np.mean(pred[[x == e for x in emotions]])), 3) for e in sorted(set(emotions))
+            }
+        if splits is not None:
+            m["baselines"] = baseline_metrics(splits, source, lambda p, t, s=source: source_metrics(s, p, t))
         out[source] = m
     fer = [s for s in test.samples if s.meta["source"] == "fer"]
     if fer:
@@ -205,7 +218,7 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         targs = _train_args(args, run_dir)
         summary = train_cli.run(targs)
         splits = load_live(str(args.data))
-        per_source = per_source_metrics(run_dir / "model", splits["test"])
+        per_source = per_source_metrics(run_dir / "model", splits["test"], splits)
         model = load_model(run_dir / "model")
         from training.diagnose import require_working_branches
 
