@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import logging
 import math
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.artifact import atomic_write_bytes
 from core.clihelp import add_examples
 from core.errors import InputError, run_cli
 from core.errors import check as _check
@@ -90,11 +92,13 @@ def load_fer(root: str | os.PathLike[str], split: str, cache: bool = True) -> Fa
         y = np.array([EXPRESSIONS.index(c) for c, _ in files], dtype=np.int64)
         if cache:
             base.parent.mkdir(parents=True, exist_ok=True)
-            for suffix, arr in ((".x.npy", x), (".y.npy", y)):
-                tmp = base.with_suffix(suffix + ".tmp")
-                with open(tmp, "wb") as fh:
-                    np.save(fh, arr)
-                os.replace(tmp, base.with_suffix(suffix))
+            for suffix, arr in (
+                (".x.npy", x),
+                (".y.npy", y),
+            ):  # unique temp files: concurrent builds race here
+                buf = io.BytesIO()
+                np.save(buf, arr)
+                atomic_write_bytes(base.with_suffix(suffix), buf.getvalue())
     return FaceSet(x, y, [f"{c}/{p.name}" for c, p in files])
 
 
