@@ -46,6 +46,7 @@ RECIPE: dict[str, Any] = {
     "train_flags": ["--modality-dropout", "0.3", "--frame-dropout", "0.2", "--distill", "mse"],
 }
 
+SELECTION = "seeds 1111, 1112, 1113 built; the lowest valid loss (1112) is shipped"
 REBUILD = "fine build-default --data ../shared/data --out app/assets/default_model"
 CARD_DESCRIPTION = (
     "The default model shipped with fine-msa: FINE (small preset) on features this installation computes "
@@ -199,6 +200,37 @@ def face_metrics(model: Any, samples: list[Any], feature_dims: dict[str, int]) -
     }
 
 
+def caveats(per_source: dict[str, Any]) -> list[str]:
+    """The card's plain-language limits (shown in every report), with this build's own numbers."""
+
+    def vs_ridge(source: str, key: str) -> str:
+        m = per_source.get(source) or {}
+        ridge = (m.get("baselines") or {}).get("ridge") or {}
+        ours, theirs = m.get(key, float("nan")), ridge.get(key, float("nan"))
+        word = "below" if ours < theirs else "at or above"
+        return f"{key} {ours:.2f}, {word} a ridge on pooled features of the same samples: {theirs:.2f}"
+
+    fer = per_source.get("fer") or {}
+    neutral = (fer.get("mean_score_by_emotion") or {}).get("neutral")
+    out = [
+        "Words: learned from 1,284 English movie-review monologues (CMU-MOSI); conversation, other "
+        f"domains and other languages are out of domain (MOSI test {vs_ridge('mosi', 'Corr')}).",
+        "Voice: learned from acted German emotion (EmoDB, 8 training speakers), which teaches loudness and "
+        f"arousal more than valence (2 held-out speakers: {vs_ridge('emodb', 'Corr')}). Treat the voice "
+        "contribution as a rough cue.",
+        "Face: learned from FER-2013 (posed, low-resolution, gray, tightly cropped faces) through the "
+        "expression encoder; strong on clear smiles and frowns, weaker on subtle everyday expressions"
+        + (
+            f", and a neutral face alone leans negative (mean {neutral:+.2f} on FER-2013 test neutral faces)."
+            if neutral is not None
+            else "."
+        ),
+        "Fusion: no corpus pairs one person's labelled words, voice and face, so the fusion learned from "
+        "cross-corpus pairs; how the three combine in real conversations is untested.",
+    ]
+    return out
+
+
 def build(args: argparse.Namespace) -> dict[str, Any]:
     from core.artifact import ModelCard, load_model, save_model
     from training import cli as train_cli
@@ -242,7 +274,9 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
             extra={
                 "recipe": {**RECIPE, "seed": args.seed, "epochs": args.epochs, "threads": args.threads},
                 "rebuild": REBUILD,
-                "selection": "seeds 1111, 1112, 1113 built; the lowest valid loss (1112) is shipped",
+                "selection": SELECTION,
+                "build_seconds": round(time.perf_counter() - t0, 1),
+                "caveats": caveats(per_source),
             },
         )
         staging = args.out.with_name(args.out.name + ".new")
