@@ -47,7 +47,9 @@ RECIPE: dict[str, Any] = {
 }
 
 SELECTION = (
-    "seeds 1111, 1112, 1113 built (valid loss 1.051, 1.012, 1.182); the lowest, 1112, is shipped"
+    "seed 1112: the lowest valid loss of seeds 1111, 1112, 1113 built with this recipe (1.051, 1.012, 1.182). "
+    "Runs are not bit-reproducible (the shipped rebuild of seed 1112 reached valid loss 1.122), and seeds "
+    "differ a lot: over those four builds MOSI test Corr 0.67-0.72, EmoDB Corr 0.00-0.31, FER AUC 0.964-0.975"
 )
 REBUILD = "fine build-default --data ../shared/data --out app/assets/default_model"
 CARD_DESCRIPTION = (
