@@ -13,6 +13,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QProgressBar,
     QSizePolicy,
@@ -224,7 +225,10 @@ class ContributionsView(QWidget):
         self.table.horizontalHeaderItem(1).setToolTip("the score the model gives this input by itself")
         self.table.setVerticalHeaderLabels([LABELS[m] for m in MODALITIES])
         self.table.setMaximumHeight(125)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        header.setStretchLastSection(True)
+        for col in (0, 1):  # wide enough for the header words, not cut to "oved the score b"
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         layout.addWidget(self.table)
 
     def show_row(self, row: TimelineRow) -> None:
