@@ -230,7 +230,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _probe_data(args: argparse.Namespace, model: nn.Module) -> Dataset:
-    from training.cli import load_eval_data
+    from training.evaluation import load_eval_data
 
     ns = argparse.Namespace(data=args.probe, modalities=None, batch_size=32)
     return load_eval_data(ns, model, [args.split])[0][args.split]
@@ -245,7 +245,8 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = DiagnoseConfig(min_spread=args.min_spread, probe_size=args.probe_size, seed=args.seed)
-    from training.cli import load_any_model, quiet_transformers
+    from training.registry import load_any_model
+    from training.textprep import quiet_transformers
 
     quiet_transformers()
     model = load_any_model(args.model)
