@@ -142,8 +142,9 @@ def _dispatch(table: dict[str, tuple[str, str]], argv: list[str], prog: str) -> 
     try:
         return int(_resolve(table[name][0])(rest) or 0)
     except SystemExit as exc:  # argparse's --help (0) or usage error (2) inside a subcommand
-        code = exc.code
-        return code if isinstance(code, int) else (0 if code is None else 2)
+        from core.clihelp import exit_code
+
+        return exit_code(exc)
 
 
 def expression_main(argv: list[str] | None = None) -> int:

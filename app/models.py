@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import FineError, InputError, MissingDependencyError
+from core.clihelp import cli_main
+from core.errors import InputError, MissingDependencyError
 
 log = logging.getLogger(__name__)
 
@@ -244,11 +245,7 @@ def parser() -> argparse.ArgumentParser:
 def main(
     argv: list[str] | None = None, downloader: Downloader | None = None, uploader: Uploader | None = None
 ) -> int:
-    try:
-        args = parser().parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    try:
+    def run(args: argparse.Namespace) -> int:
         if args.action == "pull":
             print(fetch(parse_hub_id(args.name), downloader))
         elif args.action == "push":
@@ -261,10 +258,9 @@ def main(
                 print(f"  {e.name:32s} {e.source:7s} {e.card}  {e.path}")
             if not entries:
                 print("  none; pass --model DIR or hf:ORG/NAME")
-    except FineError as exc:
-        print(f"fine models: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return cli_main("fine models", parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -36,15 +36,22 @@ def os_error_line(exc: OSError) -> str:
     return f"{where}: cannot write or read there ({reason}); choose another path or fix its permissions"
 
 
-def run_cli(prog: str, run: Callable[[T], int], args: T) -> int:
-    """Run a subcommand body: a :class:`FineError` (config errors included) or an OSError (an
-    unwritable output path, a full disk) becomes one line on stderr and exit status 2, never a
-    traceback."""
+def run_cli(
+    prog: str,
+    run: Callable[[T], int],
+    args: T,
+    errors: tuple[type[Exception], ...] = (),
+    os_line: Callable[[OSError], str] = os_error_line,
+) -> int:
+    """Run a subcommand body: a :class:`FineError` (config errors included), one of ``errors`` or an
+    OSError (an unwritable output path, a full disk; worded by ``os_line``) becomes one line on stderr
+    and exit status 2, never a traceback."""
+    caught: tuple[type[Exception], ...] = (FineError, *errors)
     try:
         return run(args)
-    except FineError as exc:
+    except caught as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"{prog}: {os_error_line(exc)}", file=sys.stderr)
+        print(f"{prog}: {os_line(exc)}", file=sys.stderr)
         return 2

@@ -21,9 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from core.clihelp import add_examples
+from core.clihelp import add_examples, cli_main
 from core.config import MODALITIES, FineConfig, TextEncoderConfig
-from core.errors import run_cli
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +31,7 @@ def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fine bench runtime", description=__doc__.splitlines()[0])
     add_examples(p, "fine bench runtime", "fine bench runtime runs/mosi/best --contributions")
     p.add_argument("model", nargs="?", help="model artifact (default: random FINE, default config)")
@@ -169,5 +168,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli("fine bench runtime", run, args)
+    return cli_main("fine bench runtime", parser(), run, argv)

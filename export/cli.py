@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core.clihelp import add_examples
-from core.errors import run_cli
+from core.clihelp import add_examples, cli_main
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +28,7 @@ def _range(text: str) -> tuple[int, int, int]:
     return lo, opt, hi
 
 
-def build_parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fine export", description=__doc__.splitlines()[0])
     add_examples(
         p,
@@ -164,8 +163,7 @@ def _export_expression_encoder(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli("fine export", run, args)
+    return cli_main("fine export", parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import torch
 
 from core.batch import ModalityBatch
 from core.config import MODALITIES
+from core.errors import FineError
 
 
 @dataclass
@@ -92,3 +93,32 @@ def batch_order(
         perm = rng.permutation(len(batches))
         batches = [batches[i] for i in perm]
     return batches
+
+
+def restrict_modalities(splits: dict[str, Dataset], keep: tuple[str, ...]) -> None:
+    """Mark every modality not in ``keep`` absent (in place)."""
+    for ds in splits.values():
+        for s in ds.samples:
+            for m in MODALITIES:
+                if m not in keep:
+                    s.features[m] = None
+
+
+def pool_splits(splits: dict[str, Dataset]) -> Dataset:
+    """The samples of train, valid and test (those present) as one dataset named ``all``."""
+    pooled = [s for k in ("train", "valid", "test") if k in splits for s in splits[k].samples]
+    ref = next(iter(splits.values()))
+    return Dataset("all", pooled, ref.feature_dims, ref.label_range)
+
+
+def grouped_folds(samples: list[Sample], k: int) -> list[list[int]]:
+    """Indices of ``k`` folds; whole groups (videos) per fold, balanced by size, deterministic."""
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        groups.setdefault(s.group or s.id, []).append(i)
+    if len(groups) < k:
+        raise FineError(f"--cv {k}: only {len(groups)} groups (videos) in the data")
+    folds: list[list[int]] = [[] for _ in range(k)]
+    for _, idx in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        min(folds, key=len).extend(idx)
+    return [sorted(f) for f in folds]

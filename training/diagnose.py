@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,9 +32,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.clihelp import add_examples
+from core.clihelp import add_examples, add_threads, cli_main
 from core.config import MODALITIES
-from core.errors import ConfigError, FineError, check
+from core.errors import FineError, check
 from training.data import Dataset, Sample, batch_order, collate
 
 log = logging.getLogger(__name__)
@@ -208,7 +207,7 @@ def require_working_branches(model: nn.Module, what: str, cfg: DiagnoseConfig | 
 # fine diagnose
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fine diagnose",
         description=__doc__,
@@ -220,7 +219,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--probe-size", type=int, default=DiagnoseConfig.probe_size, help="synthetic probe size")
     p.add_argument("--seed", type=int, default=DiagnoseConfig.seed)
     p.add_argument("--json", type=Path, help="also write the diagnosis as JSON here")
-    p.add_argument("--threads", type=int, default=None)
+    add_threads(p, "torch CPU threads", default=None)
     p.description = f"{__doc__}\nexit status: 0 all branches work, 1 a branch collapsed, 2 bad input"
     add_examples(
         p,
@@ -231,32 +230,31 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _probe_data(args: argparse.Namespace, model: nn.Module) -> Dataset:
-    from training.cli import load_eval_data
+    from training.evaluation import load_eval_data
 
     ns = argparse.Namespace(data=args.probe, modalities=None, batch_size=32)
     return load_eval_data(ns, model, [args.split])[0][args.split]
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    return cli_main("fine diagnose", parser(), run, argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``fine diagnose``'s body: print (and ``--json``: write) the diagnosis; 1 when a branch collapsed."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        cfg = DiagnoseConfig(min_spread=args.min_spread, probe_size=args.probe_size, seed=args.seed)
-        from training.cli import load_any_model, quiet_transformers
+    cfg = DiagnoseConfig(min_spread=args.min_spread, probe_size=args.probe_size, seed=args.seed)
+    from training.registry import load_any_model
+    from training.textprep import quiet_transformers
 
-        quiet_transformers()
-        model = load_any_model(args.model)
-        if getattr(model, "encoders", None) is None:
-            raise FineError(
-                f"{args.model}: fine diagnose needs a FINE model; this one has no modality branches"
-            )
-        probe = _probe_data(args, model) if args.probe else None
-        name = f"{args.probe} [{args.split}]" if args.probe else "synthetic rows at the model's input scale"
-        diag = diagnose(model, probe, cfg, probe_name=name)
-    except (FineError, ConfigError) as exc:
-        print(f"fine diagnose: {exc}", file=sys.stderr)
-        return 2
+    quiet_transformers()
+    model = load_any_model(args.model)
+    if getattr(model, "encoders", None) is None:
+        raise FineError(f"{args.model}: fine diagnose needs a FINE model; this one has no modality branches")
+    probe = _probe_data(args, model) if args.probe else None
+    name = f"{args.probe} [{args.split}]" if args.probe else "synthetic rows at the model's input scale"
+    diag = diagnose(model, probe, cfg, probe_name=name)
     print(diag.format())
     if args.json:
         from core.artifact import atomic_write_bytes

@@ -3,7 +3,7 @@
 Three rules, so that no number is computed on input the model never sees:
 
 - **Text goes through the model's own encoder.** A model with a text encoder in its graph takes token
-  ids (``training.cli.tokenize_splits``). A model that takes pre-computed token embeddings records the
+  ids (``training.textprep.tokenize_splits``). A model that takes pre-computed token embeddings records the
   encoder that made them in its feature profile (``token-embeddings`` with ``options.source``); raw
   transcripts (``csv:``, ``meld:``) are encoded with exactly that encoder, as ``fine score`` does. A model
   that records no text encoder cannot be given raw text: that is an error, never "text absent".
@@ -90,8 +90,8 @@ def embed_raw_text(splits: dict[str, Dataset], cfg: Any, spec: str, batch_size: 
             "(e.g. the feature cache it was trained on) or with --modalities audio,vision"
         )
     from core.text_encoder import load_text_encoder, load_tokenizer
-    from training.cli import cache_text_embeddings
     from training.textdata import tokenize
+    from training.textprep import cache_text_embeddings
 
     encoder = load_text_encoder(enc_cfg)
     if encoder.hidden_size != dim:

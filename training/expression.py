@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from core.artifact import atomic_write_bytes
-from core.clihelp import add_examples
-from core.errors import InputError, run_cli
+from core.clihelp import add_examples, cli_main
+from core.errors import InputError
 from core.errors import check as _check
 from core.features.expression import (
     EXPRESSIONS,
@@ -336,7 +336,7 @@ def evaluate_sets(net: ExpressionNet, sets: dict[str, FaceSet]) -> dict[str, Any
 # ------------------------------------------------------------------------------------------------- CLI
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fine expression", description=__doc__.split("\n\n")[0])
     add_examples(
         p,
@@ -374,10 +374,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
     if not logging.getLogger().handlers:  # run as a module: show the per-epoch lines
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return run_cli("fine expression", _run, args)
+    return cli_main("fine expression", parser(), _run, argv)
 
 
 def _run(args: argparse.Namespace) -> int:

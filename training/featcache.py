@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from core.artifact import atomic_write_bytes
-from core.clihelp import add_examples
+from core.clihelp import add_examples, cli_main
 from core.errors import FineError, InputError
 from core.features.profile import FeatureProfile
 from training.data import Dataset, Sample
@@ -418,7 +418,7 @@ def cache_profile(out: Path) -> FeatureProfile:
 # ---------------------------------------------------------------------------------------------- CLI
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fine features", description="feature caches from recordings")
     add_examples(
         p,
@@ -472,39 +472,36 @@ def _summary(feats: Any) -> dict[str, Any]:
     }
 
 
+def _first_line(exc: OSError) -> str:
+    """e.g. a text encoder / Whisper model that is neither a directory nor reachable."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exc:  # --help, or a usage error argparse has already printed
-        return int(exc.code or 0)
-    try:
-        if args.cmd == "build":
-            opts = BuildOptions(args.transcribe, args.whisper_model, args.text_encoder, args.fps)
-            result = build_cache(
-                args.videos,
-                args.labels,
-                args.out,
-                opts,
-                args.workers,
-                args.skip_bad,
-                not args.no_progress,
-                tuple(args.label_range),
-            )
-            print(
-                f"{args.out}: {result['done']} clips extracted, {result['skipped']} already done, "
-                f"{result['bad']} bad" + (f" (listed in {args.out / BAD})" if result["bad"] else "")
-            )
-        else:
-            ex = _extractors(BuildOptions(transcribe=args.transcribe, fps=args.fps))
-            text = args.text if args.text is not None else (None if args.transcribe else "")
-            print(json.dumps(_summary(ex.extract_clip(args.file, text=text))))
-    except FineError as exc:
-        print(f"fine features: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # e.g. a text encoder / Whisper model that is neither a directory nor reachable
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        print(f"fine features: {first}", file=sys.stderr)
-        return 2
+    return cli_main("fine features", parser(), _command, argv, os_line=_first_line)
+
+
+def _command(args: argparse.Namespace) -> int:
+    if args.cmd == "build":
+        opts = BuildOptions(args.transcribe, args.whisper_model, args.text_encoder, args.fps)
+        result = build_cache(
+            args.videos,
+            args.labels,
+            args.out,
+            opts,
+            args.workers,
+            args.skip_bad,
+            not args.no_progress,
+            tuple(args.label_range),
+        )
+        print(
+            f"{args.out}: {result['done']} clips extracted, {result['skipped']} already done, "
+            f"{result['bad']} bad" + (f" (listed in {args.out / BAD})" if result["bad"] else "")
+        )
+    else:
+        ex = _extractors(BuildOptions(transcribe=args.transcribe, fps=args.fps))
+        text = args.text if args.text is not None else (None if args.transcribe else "")
+        print(json.dumps(_summary(ex.extract_clip(args.file, text=text))))
     return 0
 
 

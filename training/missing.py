@@ -36,9 +36,12 @@ from core.artifact import atomic_write_bytes
 from core.config import MODALITIES, MODALITY_LETTERS
 from core.errors import FineError
 from core.plots import figure_png, pyplot
-from training.data import Dataset, batch_order, collate
+from training.data import Dataset, batch_order, collate, grouped_folds, pool_splits
+from training.evaluation import eval_splits
 from training.metrics import metrics_for
+from training.registry import load_any_model
 from training.robust import drop_frames
+from training.textprep import quiet_transformers
 
 log = logging.getLogger(__name__)
 
@@ -269,8 +272,6 @@ def _unk_id(model: nn.Module) -> int | None:
 
 
 def _cv_folds(args: argparse.Namespace) -> tuple[list[Fold], tuple[float, float]]:
-    from training.cli import eval_splits, grouped_folds, load_any_model
-
     paths = [args.model / f"fold-{k}" / "model" for k in range(args.cv)]
     absent = [p for p in paths if not (p / "config.json").is_file()]
     if absent:
@@ -279,19 +280,14 @@ def _cv_folds(args: argparse.Namespace) -> tuple[list[Fold], tuple[float, float]
             f"'fine train --cv {args.cv}' (one seed per fold)"
         )
     models = [load_any_model(p) for p in paths]
-    splits = eval_splits(args, models[0], None)
-    pooled = [s for k in ("train", "valid", "test") if k in splits for s in splits[k].samples]
-    ref = next(iter(splits.values()))
-    ds = Dataset("all", pooled, ref.feature_dims, ref.label_range)
-    idx = grouped_folds(pooled, args.cv)
+    ds = pool_splits(eval_splits(args, models[0], None))
+    idx = grouped_folds(ds.samples, args.cv)
     unk = _unk_id(models[0])
     folds = [Fold(m, ds.subset(idx[k], f"fold-{k}"), unk) for k, m in enumerate(models)]
     return folds, _label_range(models[0])
 
 
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
-    from training.cli import eval_splits, load_any_model, quiet_transformers
-
     if args.threads:
         torch.set_num_threads(args.threads)
     quiet_transformers()

@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.clihelp import add_examples
-from core.errors import run_cli
+from core.clihelp import add_examples, add_runtime_arguments, cli_main
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +31,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "files", nargs="*", type=Path, help="recordings with a face and speech (default: the demo clip)"
     )
-    p.add_argument(
-        "--model",
-        type=Path,
-        default=None,
-        help="model directory or .onnx (default: the shipped default model)",
-    )
-    p.add_argument("--backend", default="auto")
-    p.add_argument("--threads", type=int, default=1, help="model runner threads (default 1)")
+    add_runtime_arguments(p, threads_help="CPU threads of the model runner")
     p.add_argument("--asr-threads", type=int, default=2, help="faster-whisper threads (default 2)")
     p.add_argument("--repeat", type=int, default=1, help="replays per file (default 1)")
     p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
@@ -152,9 +144,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        args = parser().parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return run_cli("fine bench live", run, args)
+    return cli_main("fine bench live", parser(), run, argv, quiet_hub=True)

@@ -9,15 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
-from core.clihelp import add_examples
-from core.errors import run_cli
+from core.clihelp import add_backend, add_examples, add_model, add_threads, cli_main
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +34,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--source", default="camera", help="'camera' (camera + microphone) or a media FILE to replay"
     )
-    p.add_argument(
-        "--model",
-        type=Path,
-        default=None,
-        help="model directory or .onnx (default: the shipped default model)",
-    )
+    add_model(p)
     pace = p.add_mutually_exclusive_group()
     pace.add_argument(
         "--realtime",
@@ -61,10 +54,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-camera", action="store_true", help="microphone only")
     p.add_argument("--no-mic", action="store_true", help="camera only")
     p.add_argument("--live", action="store_true", help="also print the rolling score (kind 'live') lines")
-    p.add_argument(
-        "--backend", default="auto", help="auto, torch, onnxruntime-cpu, onnxruntime-cuda, tensorrt"
-    )
-    p.add_argument("--threads", type=int, default=1, help="CPU threads for ASR and the model (default 1)")
+    add_backend(p)
+    add_threads(p, "CPU threads of the model runner (ASR has its own)")
     p.add_argument(
         "--whisper-model",
         default="packaged:tiny.en",
@@ -165,17 +156,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        args = parser().parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    return cli_main("fine live", parser(), _run_headless, argv, quiet_hub=True)
+
+
+def _run_headless(args: argparse.Namespace) -> int:
     if not args.headless:
         print(
             "fine live: the window is 'fine app'; pass --headless for JSON lines on stdout", file=sys.stderr
         )
         return 2
-    return run_cli("fine live", run, args)
+    return run(args)
 
 
 if __name__ == "__main__":

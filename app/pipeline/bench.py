@@ -17,22 +17,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from core.clihelp import add_examples
-from core.errors import run_cli
+from core.clihelp import add_examples, add_model, add_threads, cli_main
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fine bench score", description=__doc__.splitlines()[0])
     add_examples(p, "fine bench score app/assets/demo/demo.mp4")
     p.add_argument("file", type=Path, help="an audio or video file with speech")
-    p.add_argument(
-        "--model",
-        type=Path,
-        default=None,
-        help="model directory (default: a random-weight FINE of the default size with this install's profile)",
+    add_model(
+        p, "model directory (default: a random-weight FINE of the default size with this install's profile)"
     )
     p.add_argument("--whisper-model", default="packaged:tiny.en")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads for ASR and the model (default 2)")
+    add_threads(p)
     p.add_argument("--repeat", type=int, default=3, help="timed runs per side (median reported)")
     p.add_argument("--backend", default="auto")
     return p
@@ -135,10 +131,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    return cli_main("fine bench score", parser(), _checked_run, argv)
+
+
+def _checked_run(args: argparse.Namespace) -> int:
     if args.repeat < 1 or args.threads < 1:
         print("fine bench score: --repeat and --threads must be >= 1", file=sys.stderr)
         return 2
@@ -148,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    return run_cli("fine bench score", run, args)
+    return run(args)
 
 
 if __name__ == "__main__":

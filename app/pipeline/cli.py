@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from core.clihelp import add_examples
-from core.errors import FineError
+from core.clihelp import add_backend, add_examples, add_model, add_threads, cli_main
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +33,15 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", nargs="+", type=Path, help="media files or directories (searched recursively)")
     p.add_argument("--out", type=Path, required=True, help="output directory (created)")
-    p.add_argument(
-        "--model",
-        type=Path,
-        default=None,
-        help="model directory (artifact, .onnx or .engine); default: the shipped default model",
-    )
-    p.add_argument(
-        "--backend", default="auto", help="auto, torch, onnxruntime-cpu, onnxruntime-cuda, tensorrt"
-    )
+    add_model(p, "model directory (artifact, .onnx or .engine); default: the shipped default model")
+    add_backend(p)
     p.add_argument(
         "--whisper-model",
         default="packaged:tiny.en",
         help="faster-whisper size name (downloads), local CTranslate2 directory, or packaged:tiny.en (offline)",
     )
     p.add_argument("--language", default="en", help="spoken language (default en; 'auto' detects)")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads for ASR and the model (default 2)")
+    add_threads(p)
     p.add_argument(
         "--window", type=float, default=None, metavar="SECONDS", help="score fixed sliding windows"
     )
@@ -99,29 +90,26 @@ def _fail(msg: str) -> int:
     return 2
 
 
-def main(argv: list[str] | None = None) -> int:
-    # Our progress bar is the one to watch: no per-model "Loading weights" bars from transformers.
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        args = parser().parse_args(argv)
-    except SystemExit as exc:  # --help, or a usage error argparse has already printed
-        return int(exc.code or 0)
-    try:
-        from app.pipeline.config import ScoreConfig, SegmentConfig
+def _os_line(exc: OSError) -> str:
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"
 
-        config = ScoreConfig(
-            whisper_model=args.whisper_model,
-            language=None if args.language == "auto" else args.language,
-            threads=args.threads,
-            backend=args.backend,
-            segment=SegmentConfig(max_pause=args.max_pause, window=args.window, hop=args.hop),
-        )
-        return run(args, config)
-    except FineError as exc:
-        return _fail(str(exc))
-    except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        return _fail(f"{where}{exc.strerror or exc}")
+
+def main(argv: list[str] | None = None) -> int:
+    return cli_main("fine score", parser(), _configured_run, argv, quiet_hub=True, os_line=_os_line)
+
+
+def _configured_run(args: argparse.Namespace) -> int:
+    from app.pipeline.config import ScoreConfig, SegmentConfig
+
+    config = ScoreConfig(
+        whisper_model=args.whisper_model,
+        language=None if args.language == "auto" else args.language,
+        threads=args.threads,
+        backend=args.backend,
+        segment=SegmentConfig(max_pause=args.max_pause, window=args.window, hop=args.hop),
+    )
+    return run(args, config)
 
 
 def run(args: argparse.Namespace, config: object) -> int:

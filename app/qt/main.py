@@ -8,8 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from core.clihelp import add_examples
-from core.errors import InputError, MissingDependencyError, run_cli
+from core.clihelp import add_backend, add_examples, add_model, cli_main
+from core.errors import InputError, MissingDependencyError
 
 
 def parser() -> argparse.ArgumentParser:
@@ -18,16 +18,9 @@ def parser() -> argparse.ArgumentParser:
     )
     add_examples(p, "fine app", "fine app interview.mp4", "fine app --model hf:org/name")
     p.add_argument("file", nargs="?", type=Path, default=None, help="a media file to replay at start")
-    p.add_argument(
-        "--model",
-        type=Path,
-        default=None,
-        help="model directory or .onnx (default: the shipped default model)",
-    )
+    add_model(p)
     p.add_argument("--fast", action="store_true", help="replay FILE as fast as possible (default: real time)")
-    p.add_argument(
-        "--backend", default="auto", help="auto, torch, onnxruntime-cpu, onnxruntime-cuda, tensorrt"
-    )
+    add_backend(p)
     return p
 
 
@@ -53,6 +46,9 @@ def require_display() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.file is not None and not args.file.exists():
+        print(f"fine app: {args.file}: no such file", file=sys.stderr)
+        return 2
     require_qt()
     require_display()
     from app.qt.window import run_app
@@ -61,12 +57,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        args = parser().parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    if args.file is not None and not args.file.exists():
-        print(f"fine app: {args.file}: no such file", file=sys.stderr)
-        return 2
-    return run_cli("fine app", run, args)
+    return cli_main("fine app", parser(), run, argv, quiet_hub=True)

@@ -12,7 +12,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -21,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from core.clihelp import add_examples
+from core.clihelp import add_examples, cli_main
 from core.errors import FineError
 
 log = logging.getLogger(__name__)
@@ -228,16 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-faces", type=int, default=1, help="faces FaceMesh tracks (default 1, as extracted)")
     p.add_argument("--cores", type=int, default=1, help="CPU cores to use (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as exc:  # --help, or a usage error argparse has already printed
-        return int(exc.code or 0)
-    try:
-        with _cores(args.cores) as pinned:
-            audio, vision, source = _run(args)
-    except FineError as exc:
-        print(f"fine bench features: {exc}", file=sys.stderr)
-        return 2
+    return cli_main("fine bench features", p, _bench, argv)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    with _cores(args.cores) as pinned:
+        audio, vision, source = _run(args)
     _report(args, pinned, source, audio, vision)
     return 0
 

@@ -13,7 +13,8 @@ from core.config import LossConfig
 from core.losses import FineLoss
 from core.model import FINE
 from training import datasets
-from training.cli import build_config, grouped_folds
+from training.data import grouped_folds
+from training.registry import build_config
 from training.synthetic import planted_splits
 from training.trainer import TrainConfig, Trainer
 

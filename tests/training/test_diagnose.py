@@ -14,9 +14,9 @@ from core.config import LossConfig
 from core.errors import FineError
 from core.losses import FineLoss
 from core.model import FINE
-from training.cli import build_config
 from training.diagnose import DiagnoseConfig, diagnose, require_working_branches, synthetic_probe
 from training.input_norm import fit_input_norm
+from training.registry import build_config
 from training.synthetic import planted_splits
 from training.trainer import TrainConfig, Trainer
 

@@ -15,9 +15,10 @@ import torch
 from app.cli import main as fine
 from core.artifact import save_model
 from core.model import FINE
-from training.cli import build_config, load_eval_data
 from training.data import Sample, collate
 from training.evalinput import constant_baseline
+from training.evaluation import load_eval_data
+from training.registry import build_config
 from training.trainer import predict
 
 TEXT_PROFILE = {

@@ -13,7 +13,6 @@ import torch
 from app.cli import main as fine
 from core.losses import FineLoss
 from core.model import FINE
-from training.cli import build_config
 from training.missing import (
     CONDITIONS,
     Corruption,
@@ -22,6 +21,7 @@ from training.missing import (
     condition_name,
     predict_corrupted,
 )
+from training.registry import build_config
 from training.synthetic import planted_splits
 from training.trainer import TrainConfig, Trainer, predict
 

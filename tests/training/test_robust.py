@@ -14,7 +14,7 @@ from core.batch import ModalityBatch
 from core.config import ConfigError
 from core.losses import FineLoss
 from core.model import FINE
-from training.cli import build_config
+from training.registry import build_config
 from training.robust import (
     RobustConfig,
     RobustTraining,

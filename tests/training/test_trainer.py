@@ -12,7 +12,7 @@ import torch
 from core.config import LossConfig
 from core.losses import FineLoss
 from core.model import FINE
-from training.cli import build_config
+from training.registry import build_config
 from training.synthetic import planted_splits
 from training.trainer import TrainConfig, Trainer
 
