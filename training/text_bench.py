@@ -20,6 +20,7 @@ import hashlib
 import logging
 import sys
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -87,15 +88,20 @@ def load_sets(root: Path) -> dict[str, TextSet]:
     return out
 
 
+@lru_cache(maxsize=2)
+def _extractor(source: str) -> Any:
+    from core.features.text import TextFeatureConfig, TextFeatureExtractor
+
+    return TextFeatureExtractor(TextFeatureConfig(source))
+
+
 def embed(source: str, texts: list[str], cache: Path | None) -> np.ndarray:
     """Pooled ``(n, d)`` embeddings of ``texts`` (cached by encoder and text list)."""
     key = hashlib.sha256(("\n".join([source, *texts])).encode()).hexdigest()[:16]
     path = None if cache is None else cache / f"{source.replace(':', '_')}-{key}.npy"
     if path is not None and path.is_file():
         return np.load(path)
-    from core.features.text import TextFeatureConfig, TextFeatureExtractor
-
-    ex = TextFeatureExtractor(TextFeatureConfig(source))
+    ex = _extractor(source)
     log.info("embedding %d texts with %s", len(texts), source)
     feats = ex.encode_many(texts)
     out = np.stack([f.embeddings.mean(axis=0) for f in feats]).astype(np.float32)
