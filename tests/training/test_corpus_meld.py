@@ -84,3 +84,10 @@ def test_a_source_is_reused_from_a_profile_agreeing_on_its_modalities(tmp_path: 
     reused = corpus._sibling_source(new, "emodb", profile)
     assert reused is not None and reused[0].id == "v"  # audio agrees
     assert corpus._sibling_source(new, "mosi", profile) is None  # text differs: recompute
+
+
+def test_meld_metrics_sign_and_three_class() -> None:
+    from training.text_bench import meld_metrics
+
+    m = meld_metrics(np.array([1.0, -0.2, 0.3, -2.0]), np.array([1.0, -1.0, 0.0, -1.0]))
+    assert m["pos_vs_neg_acc"] == 1.0 and m["acc_3"] == 0.75 and m["n"] == 4  # |score| < 0.5: neutral
