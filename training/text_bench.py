@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import InputError, run_cli
+from core.clihelp import add_examples, cli_main
+from core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -174,11 +175,16 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fine bench text", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=Path("../shared/data"), help="the shared data folder")
     p.add_argument("--encoders", nargs="+", default=list(ENCODERS), help="text encoders to compare")
     p.add_argument("--no-cache", action="store_true", help="do not read or write cached embeddings")
+    add_examples(
+        p,
+        "fine bench text --data ../shared/data",
+        "fine bench text --data ../shared/data --encoders packaged:minilm",
+    )
     return p
 
 
@@ -194,7 +200,7 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_cli("fine bench text", _main, _parser().parse_args(argv))
+    return cli_main("fine bench text", parser(), _main, argv, quiet_hub=True)
 
 
 if __name__ == "__main__":

