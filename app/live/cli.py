@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from core.clihelp import add_backend, add_examples, add_model, add_threads, cli_main
 
@@ -68,9 +68,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def emit(row_dict: dict, out=sys.stdout) -> None:  # type: ignore[no-untyped-def]
-    out.write(json.dumps(row_dict, ensure_ascii=False) + "\n")
-    out.flush()
+def emit(row_dict: dict[str, Any], out: TextIO | None = None) -> None:
+    """One JSON line on ``out`` (default: the *current* sys.stdout, looked up per call: a default bound
+    at import kept writing to whatever stdout was when the module was first imported)."""
+    stream = out if out is not None else sys.stdout
+    stream.write(json.dumps(row_dict, ensure_ascii=False) + "\n")
+    stream.flush()
 
 
 def build_sources(args: argparse.Namespace, sample_rate: int) -> tuple[Any, Any]:
