@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,7 @@ from torch import nn
 from core import __version__
 from core.config import ConfigError, FineConfig
 from core.errors import InputError
+from core.fileio import atomic_write_bytes
 
 if TYPE_CHECKING:
     from core.model import FINE
@@ -65,23 +65,6 @@ def _weights_to_save(model: nn.Module) -> dict[str, torch.Tensor]:
         # A frozen encoder is reloaded from its source: do not copy hundreds of MB into every artifact.
         state = {k: v for k, v in state.items() if not k.startswith("text_encoder.")}
     return {k: v.detach().cpu().contiguous() for k, v in state.items()}
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; artifacts are ordinary files
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_tensors(

@@ -21,6 +21,7 @@ import json
 import logging
 import re
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from core.errors import InputError, MissingDependencyError
+from core.fileio import atomic_write_bytes
 from export.metadata import file_digest, read_metadata
 from export.runtime.profiles import DEFAULT_BATCH, DEFAULT_LENGTH, profile_shapes
 from export.runtime.tensorrt_runner import import_tensorrt
@@ -210,15 +212,13 @@ def build_engine(
     if cached.is_file():
         log.info("reusing cached engine %s", cached)
     else:
-        workdir = cache / f".{key}.work"
-        workdir.mkdir(exist_ok=True)
+        # a work folder and temp files of its own: two processes building the same engine must not share them
+        workdir = Path(tempfile.mkdtemp(dir=cache, prefix=f".{key}.", suffix=".work"))
         try:
             plan = build_serialized(onnx_path, options, workdir)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        tmp = cached.with_suffix(".tmp")
-        tmp.write_bytes(plan)
-        tmp.replace(cached)
+        atomic_write_bytes(cached, plan)
         sidecar = {
             "onnx": str(onnx_path),
             "onnx_digest": file_digest(onnx_path),
@@ -227,7 +227,7 @@ def build_engine(
             "options": {k: v for k, v in asdict(options).items() if k != "cache_dir"},
             "metadata": read_metadata(onnx_path),
         }
-        cached.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
+        atomic_write_bytes(cached.with_suffix(".json"), (json.dumps(sidecar, indent=2) + "\n").encode())
     if out is None:
         return cached
     out = Path(out)
