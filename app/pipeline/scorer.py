@@ -125,6 +125,10 @@ class UnitFeatures:
     audio: np.ndarray | None  # (n_a, d_a)
     vision: np.ndarray | None  # (n_v, d_v) frames with a face only
 
+    def by_modality(self) -> dict[str, np.ndarray | None]:
+        """The inputs keyed by modality, in ``MODALITIES`` order."""
+        return {"text": self.text, "audio": self.audio, "vision": self.vision}
+
 
 class Scorer:
     """Feature extractors configured from the model's profile + a runner. One per process (or stream)."""
@@ -220,8 +224,7 @@ class Scorer:
     def batch(self, units: list[UnitFeatures]) -> ModalityBatch:
         seqs: dict[str, list[torch.Tensor | None]] = {m: [] for m in MODALITIES}
         for u in units:
-            for m in MODALITIES:
-                x = getattr(u, m)
+            for m, x in u.by_modality().items():
                 seqs[m].append(None if x is None else torch.from_numpy(np.ascontiguousarray(x)))
         batch = ModalityBatch.from_sequences(seqs, feature_dims=self.info.input_dims)
         if self.runner.text_input == "ids" and batch.features["text"].ndim == 3:  # no unit has words

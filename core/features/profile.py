@@ -57,10 +57,14 @@ class FeatureProfile:
     audio: ModalityProfile | None = None
     vision: ModalityProfile | None = None
 
+    def by_modality(self) -> dict[str, ModalityProfile | None]:
+        """The extractors keyed by modality, in ``MODALITIES`` order."""
+        return {"text": self.text, "audio": self.audio, "vision": self.vision}
+
     def get(self, modality: str) -> ModalityProfile | None:
         if modality not in MODALITIES:
             raise KeyError(f"unknown modality {modality!r}; use one of {MODALITIES}")
-        return getattr(self, modality)
+        return self.by_modality()[modality]
 
     def dims(self) -> dict[str, int]:
         return {m: p.dim for m in MODALITIES if (p := self.get(m)) is not None}

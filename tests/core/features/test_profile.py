@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.config import ConfigError, FineConfig
+from core.config import MODALITIES, ConfigError, FineConfig
 from core.features.profile import FeatureProfile, FeatureProfileError, ModalityProfile, check_profile
 
 AUDIO = ModalityProfile(
@@ -20,6 +20,15 @@ def test_round_trip_through_dict_and_fine_config() -> None:
     assert FeatureProfile.from_dict(again.feature_profile) == prof
     assert prof.dims() == {"text": 384, "audio": 45, "vision": 20}
     assert AUDIO.frame_rate == 100.0 and isinstance(AUDIO.frame_rate, float)
+
+
+def test_by_modality_is_keyed_in_modalities_order() -> None:
+    prof = FeatureProfile(audio=AUDIO, vision=VISION)
+    assert prof.by_modality() == {"text": None, "audio": AUDIO, "vision": VISION}
+    assert tuple(prof.by_modality()) == MODALITIES
+    assert prof.get("vision") is VISION
+    with pytest.raises(KeyError, match="unknown modality"):
+        prof.get("face")
 
 
 def test_unknown_keys_and_bad_values_are_errors() -> None:
