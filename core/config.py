@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -20,6 +21,13 @@ MODALITIES: tuple[str, str, str] = ("text", "audio", "vision")
 """Fixed modality order: index 0/1/2 in every ``(b, 3)`` presence tensor and unimodal output."""
 
 MODALITY_LETTERS = {"text": "T", "audio": "A", "vision": "V"}
+
+_V = TypeVar("_V")
+
+
+def by_modality(values: Iterable[_V]) -> dict[str, _V]:
+    """Per-modality values in ``MODALITIES`` order (a timeline row's ``contributions``) keyed by modality."""
+    return dict(zip(MODALITIES, values))
 
 
 @dataclass(frozen=True)

@@ -199,6 +199,7 @@ def _failed_status(results: list[Any]) -> int:
 def print_timeline(folder: Path) -> None:
     """The rows of one input's timeline: time span, score, contributions (T/A/V) and the words."""
     from app.pipeline.timeline import read_timeline
+    from core.config import by_modality
 
     doc = read_timeline(folder / "timeline.json")
     if doc is None:
@@ -207,10 +208,10 @@ def print_timeline(folder: Path) -> None:
     print(f"{doc.get('input', folder.name)}  (model {model_id})")
     print("    start     end   score  words   voice    face  transcript")
     for row in doc["rows"]:
-        c = row["contributions"]
+        c = by_modality(row["contributions"])
         print(
             f"  {row['start']:6.1f}  {row['end']:6.1f}  {row['score']:+6.2f}  "
-            f"{c[0]:+5.2f}  {c[1]:+6.2f}  {c[2]:+6.2f}  {row['text'][:60]}"
+            f"{c['text']:+5.2f}  {c['audio']:+6.2f}  {c['vision']:+6.2f}  {row['text'][:60]}"
         )
 
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from app.pipeline.report_html import mmss, render_html, render_index
 from app.pipeline.timeline import TimelineRow
-from core.config import MODALITIES
+from core.config import MODALITIES, by_modality
 from core.plots import pyplot as _pyplot
 
 log = logging.getLogger(__name__)
@@ -121,8 +121,8 @@ def render_plot(
         mids = [(x0 + x1) / 2 for x0, x1 in spans]
         pos = [0.0] * len(rows)
         neg = [0.0] * len(rows)
-        for i_m, m in enumerate(MODALITIES):
-            vals = [r.contributions[i_m] for r in rows]
+        for m in MODALITIES:
+            vals = [by_modality(r.contributions)[m] for r in rows]
             bottoms = [p if v >= 0 else n for v, p, n in zip(vals, pos, neg)]
             bx.bar(mids, vals, width=widths, bottom=bottoms, color=COLORS[m], label=LABELS[m], alpha=0.85)
             pos = [p + max(v, 0.0) for p, v in zip(pos, vals)]

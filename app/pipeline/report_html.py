@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from app.pipeline.timeline import TimelineRow
-from core.config import MODALITIES
+from core.config import MODALITIES, by_modality
 
 LABELS = {"text": "words", "audio": "voice", "vision": "face"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
@@ -67,8 +67,8 @@ def summary_numbers(rows: Sequence[TimelineRow]) -> dict[str, Any]:
         "positive": sum(s > 0.05 for s in scores) / n,
         "negative": sum(s < -0.05 for s in scores) / n,
         "baseline": statistics.fmean(r.baseline for r in rows),
-        "contribution": [statistics.fmean(r.contributions[i] for r in rows) for i in range(len(MODALITIES))],
-        "present": [sum(r.presence[i] for r in rows) / n for i in range(len(MODALITIES))],
+        "contribution": [statistics.fmean(by_modality(r.contributions)[m] for r in rows) for m in MODALITIES],
+        "present": [sum(by_modality(r.presence)[m] for r in rows) / n for m in MODALITIES],
     }
 
 

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from app.live.buffers import FaceResult
 from app.pipeline.timeline import TimelineRow
-from core.config import MODALITIES
+from core.config import MODALITIES, by_modality
 
 # What the user sees for each modality (MODALITIES order: text, audio, vision).
 LABELS = {"text": "words", "audio": "voice", "vision": "face"}
@@ -240,11 +240,14 @@ class ContributionsView(QWidget):
         self._bar_item.setOpts(height=list(row.contributions))
         lim = max(0.01, *(abs(c) for c in row.contributions)) * 1.3
         self.bars.setYRange(-lim, lim)
-        for i in range(len(MODALITIES)):
+        contributions = by_modality(row.contributions)
+        unimodal = by_modality(row.unimodal)
+        presence = by_modality(row.presence)
+        for i, m in enumerate(MODALITIES):
             cells = (
-                f"{row.contributions[i]:+.4f}",
-                f"{row.unimodal[i]:+.3f}",
-                "yes" if row.presence[i] else "no",
+                f"{contributions[m]:+.4f}",
+                f"{unimodal[m]:+.3f}",
+                "yes" if presence[m] else "no",
             )
             for j, text in enumerate(cells):
                 self.table.setItem(i, j, QTableWidgetItem(text))

@@ -123,3 +123,20 @@ def test_score_line_is_not_drawn_across_silences() -> None:
     b = TimelineRow(**{**a.to_dict(), "index": 1, "start": 1.6, "end": 3.0})  # 0.1 s later: one stretch
     xs, ys = _broken_line([a, b, row(10)])  # then 20-21.5 s, after a silence
     assert xs[:2] == [0.75, 2.3] and np.isnan(xs[2]) and np.isnan(ys[2]) and xs[3] == 20.75
+
+
+def test_print_timeline_shows_words_voice_face_contributions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app.pipeline.cli import print_timeline
+
+    writer = TimelineWriter(tmp_path / "timeline.csv", tmp_path / "timeline.json", {"input": "a.mp4"})
+    writer.append([row(0, "I loved it"), row(1, "not at all")])
+    writer.close("complete", {"reason": "ok"})
+    print_timeline(tmp_path)
+    assert capsys.readouterr().out.splitlines() == [
+        "a.mp4  (model m-123)",
+        "    start     end   score  words   voice    face  transcript",
+        "     0.0     1.5   +0.50  +0.25   -0.12   +0.00  I loved it",
+        "     2.0     3.5   -0.50  +0.25   -0.12   +0.00  not at all",
+    ]
