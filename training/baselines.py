@@ -41,13 +41,17 @@ def pooled(sample: Sample, modality: str, pooling: str) -> np.ndarray:
 
 
 class Ridge:
-    """Closed-form ridge regression on standardised inputs."""
+    """Closed-form ridge regression with an intercept; on standardised inputs unless ``standardize`` is
+    off (then it is sklearn's ``Ridge(alpha)``: centred inputs, raw scale)."""
 
-    def __init__(self, alpha: float) -> None:
+    def __init__(self, alpha: float, standardize: bool = True) -> None:
         self.alpha = alpha
+        self.standardize = standardize
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> Ridge:
-        self.mu, self.sd = x.mean(0), x.std(0) + 1e-8
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        self.mu = x.mean(0)
+        self.sd = x.std(0) + 1e-8 if self.standardize else np.ones(x.shape[1])
         z = (x - self.mu) / self.sd
         self.y0 = float(y.mean())
         self.w = np.linalg.solve(z.T @ z + self.alpha * np.eye(z.shape[1]), z.T @ (y - self.y0))

@@ -113,9 +113,9 @@ def embed(source: str, texts: list[str], cache: Path | None) -> np.ndarray:
 
 
 def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> Any:
-    from sklearn.linear_model import Ridge
+    from training.baselines import Ridge
 
-    return Ridge(alpha=alpha).fit(x, y)
+    return Ridge(alpha, standardize=False).fit(x, y)
 
 
 def _valid_error(model: Any, emb: dict[str, np.ndarray], sets: dict[str, TextSet]) -> float:

@@ -22,8 +22,9 @@ def test_ridge_recovers_a_linear_map() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 5))
     w = np.array([1.0, -2.0, 0.5, 0.0, 3.0])
-    r = Ridge(0.1).fit(x, x @ w + 4.0)
-    assert np.allclose(r.predict(x), x @ w + 4.0, atol=0.05)
+    for standardize in (True, False):  # False: raw-scale penalty, as `fine bench text` uses it
+        r = Ridge(0.1, standardize=standardize).fit(x, x @ w + 4.0)
+        assert np.allclose(r.predict(x), x @ w + 4.0, atol=0.05)
 
 
 def test_ridge_baseline_beats_the_constant_on_learnable_labels() -> None:
