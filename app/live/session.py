@@ -168,6 +168,7 @@ class LiveSession:
         if self.audio is not None:
             self.transcriber.warm_up()
             self.asr.speech_spans(np.zeros(self.sample_rate // 2, dtype=np.float32))
+            self.scorer.extractors.audio.warm_up()
         if self.video is not None:
             self.scorer.extractors.vision.reset()
             self.scorer.extractors.vision.track(np.zeros((96, 96, 3), dtype=np.uint8))

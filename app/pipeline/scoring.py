@@ -165,6 +165,7 @@ class BatchScorer:
         chunk: their lazily loaded weights are then in memory before Whisper's working memory, not on
         top of it in the second chunk (memory of a long file stays that of a short one)."""
         if not self._warm:
+            self.scorer.extractors.audio.warm_up()
             self.scorer.features(np.zeros(self.scorer.sample_rate, dtype=np.float32), None, "warm up")
             self._warm = True
 

@@ -235,6 +235,9 @@ class AudioFeatureExtractor:
         feats = self.compute_frames(frames)
         return AudioFeatures(feats, self.frame_times(0, feats.shape[0]), self.is_present(feats))
 
+    def warm_up(self) -> None:
+        """Nothing to load (the same call warms the Whisper voice features up)."""
+
     def stream(self) -> AudioFeatureStream:
         return AudioFeatureStream(self)
 

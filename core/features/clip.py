@@ -13,19 +13,25 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import InputError
 from core.features.audio import AudioFeatureConfig, AudioFeatureExtractor
 from core.features.decode import decode_audio, probe
 from core.features.profile import FeatureProfile
 from core.features.text import TextFeatureConfig, TextFeatureExtractor, Transcript
 from core.features.transcribe import Transcriber
 from core.features.vision import GEOMETRY_VERSION, VisionFeatureConfig, VisionFeatureExtractor
+from core.features.voice import NAME as VOICE_NAME
+from core.features.voice import VoiceFeatureConfig, VoiceFeatureExtractor
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ExtractorConfig:
-    audio: AudioFeatureConfig = field(default_factory=AudioFeatureConfig)
+    """audio: the hand-made log-mel + prosody features (:class:`AudioFeatureConfig`) or Whisper-encoder
+    voice features (:class:`VoiceFeatureConfig`, the default model's since profile v3)."""
+
+    audio: AudioFeatureConfig | VoiceFeatureConfig = field(default_factory=AudioFeatureConfig)
     vision: VisionFeatureConfig = field(default_factory=VisionFeatureConfig)
     text: TextFeatureConfig = field(default_factory=TextFeatureConfig)
 
@@ -34,8 +40,11 @@ class ExtractorConfig:
         """Extractor settings that reproduce a model's feature profile (check with ``check_profile``)."""
         if isinstance(profile, dict):
             profile = FeatureProfile.from_dict(profile)
-        audio, vision, text = AudioFeatureConfig(), VisionFeatureConfig(), TextFeatureConfig()
-        if profile.audio is not None:
+        audio: AudioFeatureConfig | VoiceFeatureConfig = AudioFeatureConfig()
+        vision, text = VisionFeatureConfig(), TextFeatureConfig()
+        if profile.audio is not None and profile.audio.name == VOICE_NAME:
+            audio = voice_config(profile.audio.options)
+        elif profile.audio is not None:
             o, sr = profile.audio.options, profile.audio.sample_rate or audio.sample_rate
             f0 = o.get("f0_range", [audio.f0_min, audio.f0_max])
             audio = AudioFeatureConfig(
@@ -64,11 +73,47 @@ class ExtractorConfig:
         return cls(audio, vision, text)
 
 
+# voice features by name: "whisper" = Whisper tiny.en encoder states pooled to 10 fps (core.features.voice);
+# "whisper+prosody" = those + the 45 hand-made values per 0.1 s; "handmade" = the 45 values at 100 fps
+VOICE_FEATURES = ("whisper", "whisper+prosody", "handmade")
+
+
+def voice_extractor_config(voice: str) -> AudioFeatureConfig | VoiceFeatureConfig:
+    """The audio extractor config of a voice-features name (:data:`VOICE_FEATURES`)."""
+    if voice not in VOICE_FEATURES:
+        raise InputError(f"voice features {voice!r}: use one of {', '.join(VOICE_FEATURES)}")
+    if voice == "handmade":
+        return AudioFeatureConfig()
+    return VoiceFeatureConfig(prosody=voice == "whisper+prosody")
+
+
+def voice_config(options: dict[str, Any]) -> VoiceFeatureConfig:
+    """The :class:`VoiceFeatureConfig` of a profile's ``options``."""
+    d = VoiceFeatureConfig()
+    return VoiceFeatureConfig(
+        model=str(options.get("model", d.model)),
+        width=int(options.get("width", d.width)),
+        pool=int(options.get("pool", d.pool)),
+        prosody=bool(options.get("prosody", d.prosody)),
+        max_seconds=float(options.get("max_seconds", d.max_seconds)),
+        margin=float(options.get("margin", d.margin)),
+    )
+
+
+def audio_extractor(
+    config: AudioFeatureConfig | VoiceFeatureConfig,
+) -> AudioFeatureExtractor | VoiceFeatureExtractor:
+    """The extractor a config names: both have ``config``, ``profile`` and ``extract(signal)``."""
+    if isinstance(config, VoiceFeatureConfig):
+        return VoiceFeatureExtractor(config)
+    return AudioFeatureExtractor(config)
+
+
 @dataclass
 class ClipFeatures:
     """Arrays of one clip. ``None`` where a modality has no data at all; ``presence`` is what the model sees."""
 
-    audio: np.ndarray | None  # (n_a, 45) every frame, also when silent
+    audio: np.ndarray | None  # (n_a, d_a) every frame (hand-made: also when silent)
     vision: np.ndarray | None  # (n_v, d_v) every sampled frame, zeros where no face
     vision_present: np.ndarray | None  # (n_v,) bool
     vision_times: np.ndarray | None  # (n_v,) seconds
@@ -84,7 +129,7 @@ class FeatureExtractors:
 
     def __init__(self, config: ExtractorConfig | None = None, transcriber: Transcriber | None = None) -> None:
         self.config = config or ExtractorConfig()
-        self.audio = AudioFeatureExtractor(self.config.audio)
+        self.audio = audio_extractor(self.config.audio)
         self.vision = VisionFeatureExtractor(self.config.vision)
         self.text = TextFeatureExtractor(self.config.text)
         self.transcriber = transcriber

@@ -22,6 +22,49 @@ log = logging.getLogger(__name__)
 ASR_RATE = 16000  # Whisper takes 16 kHz mono
 
 
+_PASS = threading.local()  # ``frames``: the encoder window of the pass running in this thread (None: 30 s)
+_MODELS: dict[tuple[str, int], Any] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def load_whisper(model: str = PACKAGED_TINY_EN, cpu_threads: int | None = 1) -> Any:
+    """The faster-whisper model ``model`` (CPU, int8), loaded once per process and thread count: the ASR
+    and the voice features (core.features.voice) share it. ``cpu_threads`` None: any loaded copy of
+    ``model``, else a new one on 2 threads. Its ``encode`` honours the window of the transcription pass
+    running in the calling thread (``_PASS.frames``)."""
+    with _MODELS_LOCK:
+        if cpu_threads is None:
+            loaded = [m for (name, _), m in _MODELS.items() if name == model]
+            if loaded:
+                return loaded[0]
+            cpu_threads = 2
+        key = (model, cpu_threads)
+        if key in _MODELS:
+            return _MODELS[key]
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError:
+            raise MissingDependencyError(
+                "transcription and voice features need faster-whisper: pip install 'fine-msa[asr]'"
+            ) from None
+
+        class _WindowedWhisper(WhisperModel):  # type: ignore[misc, valid-type]
+            """faster-whisper pads every pass to Whisper's 30 s window; the encoder's cost is that
+            window's, however short the audio. A pass's ``frames`` cuts the padded mel to fewer frames;
+            CTranslate2's encoder takes them (its positions are sliced)."""
+
+            def encode(self, features: np.ndarray) -> Any:
+                frames = getattr(_PASS, "frames", None)
+                if frames is not None:
+                    features = features[..., :frames]
+                return super().encode(features)
+
+        path = resolve_packaged(model)
+        log.info("loading Whisper model %s", path)
+        _MODELS[key] = _WindowedWhisper(path, device="cpu", compute_type="int8", cpu_threads=cpu_threads)
+        return _MODELS[key]
+
+
 class Transcriber:
     """Loads the Whisper model on first use; ``transcribe(audio16k) -> Transcript`` with word timestamps."""
 
@@ -32,34 +75,11 @@ class Transcriber:
         self.language = language
         self.cpu_threads = cpu_threads
         self._model: Any = None
-        self._lock = threading.Lock()  # one pass at a time: the encoder window is set per pass
+        self._lock = threading.Lock()  # one pass at a time per transcriber
 
     def _load(self) -> Any:
         if self._model is None:
-            try:
-                from faster_whisper import WhisperModel
-            except ImportError:
-                raise MissingDependencyError(
-                    "transcription needs faster-whisper: pip install 'fine-msa[asr]'"
-                ) from None
-
-            class _WindowedWhisper(WhisperModel):  # type: ignore[misc, valid-type]
-                """faster-whisper pads every pass to Whisper's 30 s window; the encoder's cost is that
-                window's, however short the audio. ``frames`` (set per pass) cuts the padded mel to
-                fewer frames; CTranslate2's encoder takes them (its positions are sliced)."""
-
-                frames: int | None = None
-
-                def encode(self, features: np.ndarray) -> Any:
-                    if self.frames is not None:
-                        features = features[..., : self.frames]
-                    return super().encode(features)
-
-            path = resolve_packaged(self.model_name)
-            log.info("loading Whisper model %s", path)
-            self._model = _WindowedWhisper(
-                path, device="cpu", compute_type="int8", cpu_threads=self.cpu_threads
-            )
+            self._model = load_whisper(self.model_name, self.cpu_threads)
         return self._model
 
     def warm_up(self) -> None:
@@ -115,7 +135,7 @@ class Transcriber:
     def _run(
         self, model: Any, x: np.ndarray, beam_size: int, frames: int | None, **options: Any
     ) -> tuple[Transcript, list[Any]]:
-        model.frames = frames
+        _PASS.frames = frames
         try:
             segments, info = model.transcribe(
                 x,
@@ -127,7 +147,7 @@ class Transcriber:
             )
             segs = list(segments)  # a generator: the passes run here
         finally:
-            model.frames = None
+            _PASS.frames = None
         words = [
             Word(w.word.strip(), float(w.start), float(w.end), float(w.probability))
             for seg in segs

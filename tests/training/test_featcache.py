@@ -143,19 +143,21 @@ def test_build_writes_safetensors_and_index(cache: tuple[Path, dict]) -> None:
     assert index["smile/0"]["presence"] == {"text": True, "audio": True, "vision": True}
     assert index["grid/bbaf2n"]["text"] == "bin blue at f two now"
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["profile"]["audio"]["dim"] == 45 and manifest["profile"]["vision"]["dim"] == 60
+    # the default model's voice features: Whisper tiny.en encoder states at 10 fps
+    assert manifest["profile"]["audio"]["name"] == "whisper-encoder"
+    assert manifest["profile"]["audio"]["dim"] == 384 and manifest["profile"]["vision"]["dim"] == 60
     assert manifest["profile"]["text"]["dim"] == 384
 
 
 def test_loader_splits_and_round_trip(cache: tuple[Path, dict], raw: Path) -> None:
-    from core.features.clip import FeatureExtractors
+    from core.features.clip import ExtractorConfig, FeatureExtractors
     from core.features.vision import VisionFeatureConfig
     from training.datasets import load
 
     out, _ = cache
     splits = load(f"cache:{out}")
     assert {k: len(v) for k, v in splits.items()} == {"train": 5, "valid": 2, "test": 2}
-    assert splits["train"].feature_dims == {"text": 384, "audio": 45, "vision": 60}
+    assert splits["train"].feature_dims == {"text": 384, "audio": 384, "vision": 60}
     assert (
         splits["test"].feature_profile is not None and splits["test"].feature_profile["vision"]["dim"] == 60
     )
@@ -163,10 +165,10 @@ def test_loader_splits_and_round_trip(cache: tuple[Path, dict], raw: Path) -> No
     assert sample["noface/0"].features["vision"] is None and sample["noface/0"].label == 1.0
     s = sample["smile/0"]
     assert s.label == 2.0 and s.group == "smile" and s.text == POS
-    # 3 s of audio at 100 fps (297 frames, +1 for the AAC encoder's padding), 15 frames at 5 fps, all with a face
-    assert s.features["audio"].shape in ((297, 45), (298, 45)) and s.features["vision"].shape == (15, 60)
-    # round trip: the cached arrays are what the extractors compute in this process
-    ex = FeatureExtractors()
+    # 3 s of audio at 10 fps (+1 for the AAC encoder's padding), 15 frames at 5 fps, all with a face
+    assert s.features["audio"].shape in ((30, 384), (31, 384)) and s.features["vision"].shape == (15, 60)
+    # round trip: the cached arrays are what the extractors of the cache's profile compute in this process
+    ex = FeatureExtractors(ExtractorConfig.from_profile(splits["test"].feature_profile))
     assert ex.vision.config == VisionFeatureConfig(fps=5.0)
     direct = ex.extract_clip(raw / "Raw" / "smile" / "0.mp4", text=POS)
     np.testing.assert_allclose(s.features["audio"], direct.audio, atol=1e-5)
@@ -286,7 +288,7 @@ def one_thread():  # type: ignore[no-untyped-def]
 def test_train_fine_on_the_cache(cache: tuple[Path, dict], one_thread: None) -> None:
     """Acceptance 4 (model level): FINE fits the cached features (see also the `fine train` test below)."""
     from core.config import FineConfig, FusionConfig, MoQConfig
-    from core.features.clip import FeatureExtractors
+    from core.features.clip import ExtractorConfig, FeatureExtractors
     from core.features.profile import check_profile
     from core.model import FINE
     from tests.training.helpers import iterate_batches
@@ -305,7 +307,10 @@ def test_train_fine_on_the_cache(cache: tuple[Path, dict], one_thread: None) -> 
         fusion=FusionConfig(num_layers=1, num_heads=2, dropout=0.0, head_hidden=32),
         feature_profile=profile.to_dict(),
     )
-    check_profile(cfg.feature_profile, FeatureExtractors().profile)  # this build computes what it trained on
+    # this installation computes what it trained on
+    check_profile(
+        cfg.feature_profile, FeatureExtractors(ExtractorConfig.from_profile(cfg.feature_profile)).profile
+    )
     torch.manual_seed(0)
     model = FINE(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
