@@ -52,9 +52,9 @@ def default_model(directory: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from app.pipeline.batch import BatchScorer
     from app.pipeline.config import ScoreConfig
     from app.pipeline.scorer import Scorer
-    from app.pipeline.scoring import BatchScorer
     from core.errors import InputError
     from core.features.decode import decode_audio
 

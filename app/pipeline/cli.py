@@ -113,7 +113,7 @@ def _configured_run(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace, config: object) -> int:
-    from app.pipeline.scoring import find_inputs
+    from app.pipeline.inputs import find_inputs
 
     inputs = find_inputs(args.inputs)
     missing = [str(p) for p in args.inputs if not p.exists() and not p.is_symlink()]
@@ -132,9 +132,9 @@ def run(args: argparse.Namespace, config: object) -> int:
 
 def _score(args: argparse.Namespace, config: object, inputs: list[tuple[Path, str]]) -> list[object]:
     from app.assets import resolve_model
+    from app.pipeline.batch import BatchScorer
     from app.pipeline.config import ScoreConfig
     from app.pipeline.scorer import Scorer
-    from app.pipeline.scoring import BatchScorer
 
     assert isinstance(config, ScoreConfig)
     model = resolve_model(args.model)
