@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from core.batch import ModalityBatch
-from core.clihelp import add_examples
+from core.clihelp import command_parser
 from core.config import MODALITIES, FineConfig, TextEncoderConfig
 from core.model import FINE
 
@@ -135,8 +135,7 @@ def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fine bench model", description=__doc__)
-    add_examples(p, "fine bench model", "fine bench model --text-encoder")
+    p = command_parser("fine bench model", __doc__, "fine bench model", "fine bench model --text-encoder")
     p.add_argument("--model", help="a model directory (default: a fresh FINE with docs/METHOD.md defaults)")
     p.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     p.add_argument("--text-len", type=int, default=50)
