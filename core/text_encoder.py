@@ -103,25 +103,27 @@ class TextEncoder(nn.Module):
         return self
 
 
-def load_text_encoder(cfg: TextEncoderConfig) -> TextEncoder:
-    """Load pretrained weights for ``cfg.source`` (directory or hub id). Does I/O; never called in
-    ``__init__`` of a model: pass the result to ``FINE(config, text_encoder=...)``."""
+def _pretrained(cfg: TextEncoderConfig, absent: str) -> tuple[Any, str]:
+    """``transformers`` and where ``from_pretrained`` reads ``cfg.source`` (a local directory, or a hub
+    id); ``absent`` says what is missing when the source is null."""
     if cfg.source is None:
-        raise ValueError("text_encoder.source is null: the model takes pre-computed text embeddings")
+        raise ValueError(f"text_encoder.source is null: {absent}")
     _not_pooled(cfg.source)
     transformers = _transformers()
     source = resolve_source(cfg.source)
     local = Path(source).expanduser()
-    log.info("loading text encoder from %s", local if local.exists() else source)
-    backbone = transformers.AutoModel.from_pretrained(str(local) if local.exists() else source)
+    return transformers, str(local) if local.exists() else source
+
+
+def load_text_encoder(cfg: TextEncoderConfig) -> TextEncoder:
+    """Load pretrained weights for ``cfg.source`` (directory or hub id). Does I/O; never called in
+    ``__init__`` of a model: pass the result to ``FINE(config, text_encoder=...)``."""
+    transformers, where = _pretrained(cfg, "the model takes pre-computed text embeddings")
+    log.info("loading text encoder from %s", where)
+    backbone = transformers.AutoModel.from_pretrained(where)
     return TextEncoder(backbone, cfg.finetune)
 
 
 def load_tokenizer(cfg: TextEncoderConfig) -> Any:
-    if cfg.source is None:
-        raise ValueError("text_encoder.source is null: there is no tokenizer")
-    _not_pooled(cfg.source)
-    transformers = _transformers()
-    source = resolve_source(cfg.source)
-    local = Path(source).expanduser()
-    return transformers.AutoTokenizer.from_pretrained(str(local) if local.exists() else source)
+    transformers, where = _pretrained(cfg, "there is no tokenizer")
+    return transformers.AutoTokenizer.from_pretrained(where)
