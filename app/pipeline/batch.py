@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,8 +152,6 @@ class BatchScorer:
     ) -> tuple[Media, list[TimelineRow]]:
         """Decode ``path``, then transcribe, score and hand over rows chunk by chunk (faces of a video
         are tracked in a worker thread meanwhile; scoring waits for them). Returns all rows."""
-        from tqdm import tqdm
-
         self.warm_up()
         media = self._decode(path)
         rows: list[TimelineRow] = []
@@ -164,24 +162,38 @@ class BatchScorer:
                 if seg.window is not None:
                     faces.result()  # windows cover the video's length too
                 stream = UnitStream(seg, media.duration)
-                audio = asr_audio(media)
-                total = audio.shape[0] / ASR_RATE if audio is not None else 0.0
-                show = self.progress and total > self.chunk_seconds
-                with tqdm(
-                    total=round(total), desc=path.name[:30], unit="s", leave=False, disable=not show
-                ) as bar:
-                    for s0, s1 in (
-                        chunk_bounds(audio, ASR_RATE, self.chunk_seconds) if audio is not None else ()
-                    ):
-                        units = stream.push(self.chunk_words(audio, s0, s1), s1 / ASR_RATE)
-                        if units:
-                            faces.result()
-                            self._score_units(media, units, rows, on_rows)
-                        bar.update(round(s1 / ASR_RATE) - bar.n)
+                self._stream_chunks(media, stream, faces, rows, on_rows)
             finally:
                 faces.result()  # also when ASR failed: never leave tracking running; raises its error
         self._score_units(media, stream.flush(), rows, on_rows)
         return media, rows
+
+    def _stream_chunks(
+        self,
+        media: Media,
+        stream: UnitStream,
+        faces: Future[Media],
+        rows: list[TimelineRow],
+        on_rows: Callable[[list[TimelineRow]], None],
+    ) -> None:
+        """Transcribe the audio chunk by chunk and score the units each chunk completes (once the faces
+        are tracked); a progress bar follows a long file."""
+        from tqdm import tqdm
+
+        audio = asr_audio(media)
+        if audio is None:
+            return
+        total = audio.shape[0] / ASR_RATE
+        show = self.progress and total > self.chunk_seconds
+        with tqdm(
+            total=round(total), desc=media.path.name[:30], unit="s", leave=False, disable=not show
+        ) as bar:
+            for s0, s1 in chunk_bounds(audio, ASR_RATE, self.chunk_seconds):
+                units = stream.push(self.chunk_words(audio, s0, s1), s1 / ASR_RATE)
+                if units:
+                    faces.result()
+                    self._score_units(media, units, rows, on_rows)
+                bar.update(round(s1 / ASR_RATE) - bar.n)
 
     def score_file(self, path: Path, out: Path) -> InputResult:
         """Score one input into ``out``; every problem that is the input's fault becomes a reason."""

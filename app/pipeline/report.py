@@ -8,7 +8,7 @@ import logging
 import textwrap
 from collections.abc import Sequence
 
-from app.pipeline.report_html import mmss, render_html, render_index
+from app.pipeline.report_html import LABELS, mmss, render_html, render_index
 from app.pipeline.timeline import TimelineRow
 from core.config import MODALITIES, by_modality
 from core.plots import pyplot as _pyplot
@@ -17,8 +17,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["render_html", "render_index", "render_plot"]
 
-# One vocabulary everywhere a person reads: words, voice, face (the code's text/audio/vision).
-LABELS = {"text": "words", "audio": "voice", "vision": "face"}
 COLORS = {"text": "#1f77b4", "audio": "#ff7f0e", "vision": "#9467bd"}  # not green/red: those show sign
 POSITIVE, NEGATIVE, NEUTRAL = "#2ca02c", "#d62728", "#777777"
 GAP = 0.25  # a pause longer than this between units is a silence: the score line is not drawn across it
