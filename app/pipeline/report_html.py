@@ -192,7 +192,7 @@ def render_html(
     head += ["present"]
     body = []
     for r in rows:
-        present = ", ".join(LABELS[m] for m, p in zip(MODALITIES, r.presence) if p) or "none"
+        present = ", ".join(LABELS[m] for m, p in by_modality(r.presence).items() if p) or "none"
         when = f"{mmss(r.start, True)}–{mmss(r.end, True)}"
         seek = f'<a class="seek" onclick="seek({r.start:.2f})" title="play from here">{when}</a>'
         cells = [

@@ -231,7 +231,7 @@ class ContributionsView(QWidget):
         layout.addWidget(self.table)
 
     def show_row(self, row: TimelineRow) -> None:
-        parts = " ".join(f"{LABELS[m]} {c:+.2f}" for m, c in zip(MODALITIES, row.contributions))
+        parts = " ".join(f"{LABELS[m]} {c:+.2f}" for m, c in by_modality(row.contributions).items())
         self.title.setText(
             f"last utterance {row.start:.1f}-{row.end:.1f} s: score {row.score:+.2f} = "
             f"baseline {row.baseline:+.2f} + {parts}"
