@@ -2,7 +2,7 @@
 
 Re-exported by :mod:`app` (``from app import score_recording, live_session``). Each call loads its
 models (the FINE model, Whisper, FaceMesh); to score many files with models loaded once, use
-``fine score`` or :class:`app.pipeline.scoring.BatchScorer`.
+``fine score`` or :class:`app.pipeline.batch.BatchScorer`.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ def score_recording(
     words, score, unimodal scores, Shapley contributions of words / voice / face, presence.
     A file that cannot be read raises :class:`core.errors.InputError` with a one-line message.
     """
+    from app.pipeline.batch import BatchScorer
     from app.pipeline.scorer import Scorer
-    from app.pipeline.scoring import BatchScorer
 
     config = config or ScoreConfig()
     scorer = Scorer(resolve_model(model), config.backend, threads=config.threads)

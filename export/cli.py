@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core.clihelp import add_examples, cli_main
+from core.clihelp import cli_main, command_parser, from_args
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +29,9 @@ def _range(text: str) -> tuple[int, int, int]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fine export", description=__doc__.splitlines()[0])
-    add_examples(
-        p,
+    p = command_parser(
+        "fine export",
+        __doc__.splitlines()[0],
         "fine export runs/mosi/best --onnx runs/mosi/model.onnx",
         "fine export runs/mosi/best --onnx runs/mosi/model.onnx --text-encoder outside",
         "fine export runs/mosi/best --tensorrt runs/mosi/model.engine     # on the GPU machine that runs it",
@@ -97,13 +97,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("nothing to do: pass --onnx OUT and/or --tensorrt OUT")
     engine_options = None
     if args.tensorrt:  # validate before the (slow) export
-        engine_options = EngineOptions(
-            precision=args.precision,
-            batch=args.batch,
-            length=args.length,
-            calibration=args.calibration,
-            cache_dir=args.cache_dir,
-        )
+        engine_options = from_args(EngineOptions, args, "precision batch length calibration cache_dir")
         import_tensorrt()  # fail fast, before the export, with the install hint
     model = load_model(args.model)
     card = read_config(args.model).get("card")

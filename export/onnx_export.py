@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from core.config import MODALITIES, FineConfig
-from core.errors import InputError, MissingDependencyError
+from core.errors import InputError, MissingDependencyError, check
 from export.io import (
     OUTPUT_NAMES,
     TextInput,
@@ -65,12 +65,12 @@ class ExportOptions:
     trace_length: int = 7
 
     def __post_init__(self) -> None:
-        if not 17 <= self.opset <= 20:
-            raise InputError(f"opset must be in 17..20 (LayerNormalization needs 17), got {self.opset}")
-        if self.text_encoder not in ("inside", "outside"):
-            raise InputError(f"text_encoder must be 'inside' or 'outside', got {self.text_encoder!r}")
-        if self.trace_batch < 2 or self.trace_length < 2:
-            raise InputError("trace_batch and trace_length must be >= 2 (a size-1 axis can be specialised)")
+        opset_msg = f"opset must be in 17..20 (LayerNormalization needs 17), got {self.opset}"
+        check(17 <= self.opset <= 20, opset_msg, InputError)
+        where = f"text_encoder must be 'inside' or 'outside', got {self.text_encoder!r}"
+        check(self.text_encoder in ("inside", "outside"), where, InputError)
+        trace = "trace_batch and trace_length must be >= 2 (a size-1 axis can be specialised)"
+        check(self.trace_batch >= 2 and self.trace_length >= 2, trace, InputError)
 
 
 @dataclass

@@ -85,8 +85,11 @@ def test_readme_main_command_works_from_a_fresh_clone(tmp_path):
     assert first and second and max(second) < min(first), rows
 
 
-def test_mypy_is_clean_on_core():
+def test_mypy_is_clean_on_core_export_and_the_pipeline():
     r = subprocess.run(
-        [sys.executable, "-m", "mypy", "--no-incremental", "core"], cwd=REPO, capture_output=True, text=True
+        [sys.executable, "-m", "mypy", "--no-incremental", "core", "export", "app/pipeline"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 0, r.stdout[-3000:]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from core.artifact import atomic_write_bytes
-from core.clihelp import add_examples, add_threads, cli_main
+from core.clihelp import add_threads, cli_main, command_parser, from_args
 from core.config import MODALITIES
 from core.errors import FineError
 from training import datasets, distributed, robust
@@ -51,11 +51,9 @@ def _modalities(text: str) -> tuple[str, ...]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="fine train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_examples(
-        p,
+    p = command_parser(
+        "fine train",
+        __doc__,
         "fine train --data synthetic --out runs/synthetic",
         "fine train --data misa:mosi.pkl --out runs/mosi --seeds 1111,1112,1113",
         "fine train --data cache:runs/cache --out runs/mine --modality-dropout 0.3",
@@ -124,19 +122,8 @@ def robust_config(args: argparse.Namespace) -> robust.RobustConfig:
 def train_run(args: argparse.Namespace) -> TrainRun:
     """The parsed ``fine train`` arguments as a validated :class:`TrainRun` (option files read)."""
     rob = robust_config(args)  # a bad option fails before any data is loaded
-    train = TrainConfig(
-        epochs=args.epochs,
-        max_steps=args.max_steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        lr_text=args.lr_text,
-        critic_lr=args.critic_lr,
-        weight_decay=args.weight_decay,
-        grad_clip=args.grad_clip,
-        patience=args.patience,
-        seed=args.seed,
-        progress=args.progress,
-    )
+    names = "epochs max_steps batch_size lr lr_text critic_lr weight_decay grad_clip patience seed progress"
+    train = from_args(TrainConfig, args, names)
     return TrainRun(
         data=args.data,
         out=args.out,
@@ -193,11 +180,9 @@ _parser = parser  # the name training.default_model imports
 
 
 def eval_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="fine evaluate", description="evaluate a trained model artifact on a dataset split"
-    )
-    add_examples(
-        p,
+    p = command_parser(
+        "fine evaluate",
+        "evaluate a trained model artifact on a dataset split",
         "fine evaluate --model runs/mosi/best --data misa:mosi.pkl",
         "fine evaluate --model runs/mosi/best --data misa:mosi.pkl --missing",
     )

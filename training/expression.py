@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from core.artifact import atomic_write_bytes
-from core.clihelp import add_examples, cli_main
+from core.clihelp import cli_main, command_parser, from_args
 from core.errors import InputError
 from core.errors import check as _check
 from core.features.expression import (
@@ -337,9 +337,9 @@ def evaluate_sets(net: ExpressionNet, sets: dict[str, FaceSet]) -> dict[str, Any
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fine expression", description=__doc__.split("\n\n")[0])
-    add_examples(
-        p,
+    p = command_parser(
+        "fine expression",
+        __doc__.split("\n\n")[0],
         "fine expression train --data DATA/faces/fer2013 --out runs/expression",
         "fine expression evaluate --data DATA/faces/fer2013 --reference",
         "fine expression export --onnx runs/expression.onnx",
@@ -381,15 +381,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.action == "train":
-        cfg = ExpressionTrainConfig(
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            seed=args.seed,
-            threads=args.threads,
-            bf16=not args.no_bf16,
-            limit=args.limit,
-        )
+        names = "epochs batch_size lr seed threads limit"
+        cfg = from_args(ExpressionTrainConfig, args, names, bf16=not args.no_bf16)
         card = train(args.data, args.out, cfg, ExpressionConfig(width=args.width, embed_dim=args.embed_dim))
         print(
             json.dumps({k: card["metrics"][k] for k in ("test", "test_flip_tta", "test_majority")}, indent=2)

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from core.artifact import atomic_write_bytes
-from core.clihelp import add_examples, cli_main
+from core.clihelp import cli_main, command_parser
 from core.errors import FineError, InputError
 from core.features.profile import FeatureProfile
 from training.data import Dataset, Sample
@@ -421,9 +421,9 @@ def cache_profile(out: Path) -> FeatureProfile:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fine features", description="feature caches from recordings")
-    add_examples(
-        p,
+    p = command_parser(
+        "fine features",
+        "feature caches from recordings",
         "fine features build --videos Raw --labels label.csv --out runs/cache",
         "fine features build --videos Raw --labels label.csv --out runs/cache --transcribe",
         "fine features extract clip.mp4",

@@ -262,10 +262,11 @@ def prepare(run: TrainRun) -> tuple[dict[str, Dataset], TextEncoderConfig, Any]:
             source=run.text_encoder, finetune=run.finetune_text, max_length=run.max_text_len
         )
         if run.finetune_text:  # each run loads its own trainable copy; only the width is needed here
-            from core.text_encoder import _transformers, resolve_source
+            from core.packaged import resolve_packaged
+            from core.text_encoder import _transformers
 
             hidden = int(
-                _transformers().AutoConfig.from_pretrained(resolve_source(run.text_encoder)).hidden_size
+                _transformers().AutoConfig.from_pretrained(resolve_packaged(run.text_encoder)).hidden_size
             )
             tokenize_splits(splits, enc_cfg, hidden)
         else:

@@ -32,7 +32,7 @@ from torch import nn
 
 from core.artifact import atomic_write_bytes, load_tensors, save_tensors
 from core.config import ConfigError
-from core.errors import InputError
+from core.errors import InputError, check
 from training import distributed
 from training.data import Dataset, batch_order, collate
 from training.robust import RobustTraining
@@ -58,15 +58,17 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ConfigError(f"train.max_steps must be >= 1 or null, got {self.max_steps}")
+            check(getattr(self, name) >= 1, f"train.{name} must be >= 1, got {getattr(self, name)}")
+        check(
+            self.max_steps is None or self.max_steps >= 1,
+            f"train.max_steps must be >= 1 or null, got {self.max_steps}",
+        )
         for name in ("lr", "lr_text", "critic_lr"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"train.{name} must be > 0, got {getattr(self, name)}")
-        if self.grad_clip < 0 or self.weight_decay < 0:
-            raise ConfigError("train.grad_clip and train.weight_decay must be >= 0")
+            check(getattr(self, name) > 0, f"train.{name} must be > 0, got {getattr(self, name)}")
+        check(
+            self.grad_clip >= 0 and self.weight_decay >= 0,
+            "train.grad_clip and train.weight_decay must be >= 0",
+        )
 
 
 @dataclass

@@ -20,7 +20,7 @@ from app.live.buffers import AudioBuffer
 from app.live.config import AsrConfig
 from app.pipeline.config import SegmentConfig
 from app.pipeline.segment import SENTENCE_END, Unit, UtteranceSegmenter
-from core.errors import MissingDependencyError
+from core.errors import optional_import
 from core.features.text import Word
 from core.features.transcribe import ASR_RATE, Transcriber
 
@@ -28,13 +28,10 @@ log = logging.getLogger(__name__)
 
 
 def _vad() -> Any:
-    try:
-        from faster_whisper.vad import VadOptions, get_speech_timestamps
-    except ImportError:
-        raise MissingDependencyError(
-            "live transcription needs faster-whisper: pip install 'fine-msa[asr]'"
-        ) from None
-    return VadOptions, get_speech_timestamps
+    vad = optional_import(
+        "faster_whisper.vad", "live transcription needs faster-whisper: pip install 'fine-msa[asr]'"
+    )
+    return vad.VadOptions, vad.get_speech_timestamps
 
 
 @dataclass

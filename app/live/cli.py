@@ -15,17 +15,15 @@ import threading
 from pathlib import Path
 from typing import Any, TextIO
 
-from core.clihelp import add_backend, add_examples, add_model, add_threads, cli_main
+from core.clihelp import add_backend, add_model, add_threads, cli_main, command_parser
 
 log = logging.getLogger(__name__)
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="fine live", description="live sentiment from a camera + microphone or a file"
-    )
-    add_examples(
-        p,
+    p = command_parser(
+        "fine live",
+        "live sentiment from a camera + microphone or a file",
         "fine live --headless --source camera",
         "fine live --headless --source app/assets/demo/demo.mp4 --fast",
         "fine live --headless --source camera --model hf:org/name --record runs/session",

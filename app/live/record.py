@@ -12,7 +12,7 @@ import numpy as np
 
 from app.live.sources import VideoFrame
 from app.pipeline.timeline import TimelineRow, TimelineWriter
-from core.errors import MissingDependencyError
+from core.errors import optional_import
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,9 @@ class SessionRecorder:
         self._video: Any = None
         self._want_video, self._fps = video, fps
         if audio:
-            try:
-                import soundfile
-            except ImportError:
-                raise MissingDependencyError(
-                    "recording audio needs soundfile: pip install 'fine-msa[features]'"
-                ) from None
+            soundfile = optional_import(
+                "soundfile", "recording audio needs soundfile: pip install 'fine-msa[features]'"
+            )
             self._wav = soundfile.SoundFile(out / "audio.wav", "w", sample_rate, 1, "PCM_16")
 
     def on_row(self, row: TimelineRow) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import FineError, MissingDependencyError
+from core.errors import FineError, MissingDependencyError, optional_import
 from core.features.decode import Frame, decode_audio, iter_video_frames, probe
 
 log = logging.getLogger(__name__)
@@ -172,11 +172,7 @@ def file_sources(
 
 # ------------------------------------------------------------------------------------------ devices
 def _cv2() -> Any:
-    try:
-        import cv2
-    except ImportError:
-        raise MissingDependencyError("the camera needs OpenCV: pip install 'fine-msa[features]'") from None
-    return cv2
+    return optional_import("cv2", "the camera needs OpenCV: pip install 'fine-msa[features]'")
 
 
 def _sounddevice() -> Any:

@@ -14,18 +14,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core.clihelp import add_backend, add_examples, add_model, add_threads, cli_main
+from core.clihelp import add_backend, add_model, add_threads, cli_main, command_parser
 
 log = logging.getLogger(__name__)
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="fine score",
-        description="score video/audio files: timeline CSV/JSON, plot and HTML report per input, plus a summary",
-    )
-    add_examples(
-        p,
+    p = command_parser(
+        "fine score",
+        "score video/audio files: timeline CSV/JSON, plot and HTML report per input, plus a summary",
         "fine score interview.mp4 --out runs/interview",
         "fine score recordings/ --out runs/study --resume          # a folder, searched recursively",
         "fine score talk.mp4 --out runs/t --model hf:org/name --window 4",
@@ -42,12 +39,8 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--language", default="en", help="spoken language (default en; 'auto' detects)")
     add_threads(p)
-    p.add_argument(
-        "--window", type=float, default=None, metavar="SECONDS", help="score fixed sliding windows"
-    )
-    p.add_argument(
-        "--hop", type=float, default=None, metavar="SECONDS", help="window step (default window/2)"
-    )
+    p.add_argument("--window", type=float, metavar="SECONDS", help="score fixed sliding windows")
+    p.add_argument("--hop", type=float, metavar="SECONDS", help="window step (default window/2)")
     p.add_argument(
         "--max-pause", type=float, default=2.0, help="pause (s) that ends an utterance (default 2)"
     )
@@ -60,9 +53,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="ADDRESS",
         help="score on Ray, one task per input: a local Ray, or join the cluster at ADDRESS (auto, HOST:PORT)",
     )
-    p.add_argument(
-        "--ray-workers", type=int, default=None, help="Ray workers (default: cluster CPUs / --threads)"
-    )
+    p.add_argument("--ray-workers", type=int, help="Ray workers (default: cluster CPUs / --threads)")
     p.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per Ray worker (default 0)")
     p.add_argument(
         "--ray-retries", type=int, default=1, help="retries of an input whose worker died (default 1)"
@@ -113,7 +104,7 @@ def _configured_run(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace, config: object) -> int:
-    from app.pipeline.scoring import find_inputs
+    from app.pipeline.inputs import find_inputs
 
     inputs = find_inputs(args.inputs)
     missing = [str(p) for p in args.inputs if not p.exists() and not p.is_symlink()]
@@ -132,9 +123,9 @@ def run(args: argparse.Namespace, config: object) -> int:
 
 def _score(args: argparse.Namespace, config: object, inputs: list[tuple[Path, str]]) -> list[object]:
     from app.assets import resolve_model
+    from app.pipeline.batch import BatchScorer
     from app.pipeline.config import ScoreConfig
     from app.pipeline.scorer import Scorer
-    from app.pipeline.scoring import BatchScorer
 
     assert isinstance(config, ScoreConfig)
     model = resolve_model(args.model)

@@ -24,6 +24,8 @@ from core.errors import FineError, InputError
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".fine-score.lock"
+# what one input writes into OUT/<key>/
+CSV_NAME, JSON_NAME, PNG_NAME, HTML_NAME = "timeline.csv", "timeline.json", "plot.png", "report.html"
 _held: dict[str, tuple[int, int]] = {}  # resolved OUT -> (fd, depth), locks this process holds
 _held_guard = threading.Lock()
 

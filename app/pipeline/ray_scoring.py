@@ -1,6 +1,6 @@
 """``fine score ... --ray [ADDRESS]``: the same batch scoring, one Ray task per input.
 
-Each Ray worker is an actor that loads the models once (a :class:`~app.pipeline.scoring.BatchScorer`)
+Each Ray worker is an actor that loads the models once (a :class:`~app.pipeline.batch.BatchScorer`)
 and runs :meth:`BatchScorer.score_input` — the very step a local run loops over — so the outputs are
 written by the same atomic writers into the same ``OUT/<key>/`` layout, ``--resume`` is decided the
 same way, and the driver writes ``OUT/summary.csv``/``.json`` (input order) after every finished input.
@@ -25,7 +25,8 @@ from typing import Any
 
 from app.pipeline.config import ScoreConfig
 from app.pipeline.outdir import OutputLock, sweep_stale_temps
-from app.pipeline.scoring import INTERNAL, InputResult, write_summary
+from app.pipeline.resume import INTERNAL
+from app.pipeline.summary import InputResult, write_summary
 from core.errors import FineError
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,8 @@ class ScoreWorker:
 
     def __init__(self, model: str | None, config: ScoreConfig) -> None:
         from app.assets import resolve_model
+        from app.pipeline.batch import BatchScorer
         from app.pipeline.scorer import Scorer
-        from app.pipeline.scoring import BatchScorer
 
         scorer = Scorer(resolve_model(model), config.backend, threads=config.threads)
         self.batch = BatchScorer(scorer, config)

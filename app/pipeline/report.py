@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import io
 import itertools
 import logging
 import textwrap
 from collections.abc import Sequence
 
-from app.pipeline.report_html import mmss, render_html, render_index
+from app.pipeline.report_html import LABELS, mmss, render_html, render_index
 from app.pipeline.timeline import TimelineRow
 from core.config import MODALITIES, by_modality
+from core.plots import figure_png
 from core.plots import pyplot as _pyplot
 
 log = logging.getLogger(__name__)
 
 __all__ = ["render_html", "render_index", "render_plot"]
 
-# One vocabulary everywhere a person reads: words, voice, face (the code's text/audio/vision).
-LABELS = {"text": "words", "audio": "voice", "vision": "face"}
 COLORS = {"text": "#1f77b4", "audio": "#ff7f0e", "vision": "#9467bd"}  # not green/red: those show sign
 POSITIVE, NEGATIVE, NEUTRAL = "#2ca02c", "#d62728", "#777777"
 GAP = 0.25  # a pause longer than this between units is a silence: the score line is not drawn across it
@@ -82,9 +80,10 @@ def render_plot(
         for r, (x0, x1) in zip(rows, spans):
             ax.axvspan(x0, x1, color=sign_colour(r.score), alpha=0.12, lw=0)  # shading shows the sign
             ax.hlines(r.score, x0, x1, color="black", lw=2.5)
-            for m, u, p in zip(MODALITIES, r.unimodal, r.presence):
-                if p:
-                    ax.hlines(u, x0, x1, color=COLORS[m], lw=1, alpha=0.8, linestyles="--")
+            unimodal, present = by_modality(r.unimodal), by_modality(r.presence)
+            for m in MODALITIES:
+                if present[m]:
+                    ax.hlines(unimodal[m], x0, x1, color=COLORS[m], lw=1, alpha=0.8, linestyles="--")
             if r.text and not overlapping:  # overlapping windows repeat words: the report's table has them
                 chars = max(10, int(120 * (x1 - x0) / end))
                 label = wrap_words(r.text, chars)
@@ -141,8 +140,7 @@ def render_plot(
         fig.subplots_adjust(
             left=0.08, right=0.98, top=0.94, bottom=0.09, hspace=0.08
         )  # not tight_layout: ~2x the render
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        return buf.getvalue()
-    finally:
+    except BaseException:
         plt.close(fig)
+        raise
+    return figure_png(fig)

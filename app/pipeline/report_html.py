@@ -17,6 +17,7 @@ from typing import Any
 from app.pipeline.timeline import TimelineRow
 from core.config import MODALITIES, by_modality
 
+# One vocabulary everywhere a person reads (reports, the app): words, voice, face (the code's text/audio/vision).
 LABELS = {"text": "words", "audio": "voice", "vision": "face"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
 CARD_CAVEAT_KEYS = ("caveats", "limitations", "training_data")
@@ -121,7 +122,7 @@ def _card_html(card: dict[str, Any]) -> str:
         title = "What each input was learned from" if key == "training_data" else key.capitalize()
         if isinstance(value, dict):
             items = "".join(
-                f"<li><b>{esc(LABELS.get(k, k))}</b>: {esc(str(v))}</li>" for k, v in value.items()
+                f"<li><b>{esc(str(LABELS.get(k, k)))}</b>: {esc(str(v))}</li>" for k, v in value.items()
             )
             parts.append(f"<p>{title}:</p><ul>{items}</ul>")
         elif isinstance(value, list):
@@ -191,7 +192,7 @@ def render_html(
     head += ["present"]
     body = []
     for r in rows:
-        present = ", ".join(LABELS[m] for m, p in zip(MODALITIES, r.presence) if p) or "none"
+        present = ", ".join(LABELS[m] for m, p in by_modality(r.presence).items() if p) or "none"
         when = f"{mmss(r.start, True)}–{mmss(r.end, True)}"
         seek = f'<a class="seek" onclick="seek({r.start:.2f})" title="play from here">{when}</a>'
         cells = [

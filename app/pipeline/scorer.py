@@ -1,120 +1,34 @@
-"""The Scorer: one unit's audio, face features and words -> a ModalityBatch -> the Runner -> scores.
+"""Features + score stage: one unit's audio, face features and words -> a ModalityBatch -> the Runner.
 
 Extraction is :mod:`core.features` (the same extractors training used, configured from the model's
-feature profile) and inference is :mod:`export.runtime` (any backend, with Shapley contributions);
-this module only slices a recording into units and assembles the batch. ``fine score`` feeds it a
-decoded file (:meth:`Scorer.load_media`); the live app feeds it the same pieces from its buffers.
+feature profile, :mod:`app.pipeline.model_info`) and inference is :mod:`export.runtime` (any backend,
+with Shapley contributions); this module only assembles the batch and the timeline rows. ``fine score``
+feeds it the slices of a decoded file (:mod:`app.pipeline.media`); the live app feeds it the same
+pieces from its buffers.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from app.pipeline.media import Media
+from app.pipeline.model_info import model_info
 from app.pipeline.segment import Unit
 from app.pipeline.timeline import TimelineRow
 from core.batch import ModalityBatch
 from core.config import MODALITIES
-from core.errors import InputError
 from core.features.clip import ExtractorConfig, FeatureExtractors
-from core.features.decode import MediaInfo, decode_audio_partial, probe
-from core.features.profile import FeatureProfile, FeatureProfileError, check_profile
-from core.features.vision import VisionFeatures
+from core.features.profile import FeatureProfile, check_profile
 from export.runtime import Runner, create_runner, find_model_files
 from export.runtime.expression_runner import expression_backend
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the pipeline needs to know about a model before running it."""
-
-    path: Path
-    model_id: str  # card name + digest of the weights: identifies the model in every timeline row
-    profile: FeatureProfile
-    label_range: tuple[float, float]
-    input_dims: dict[str, int]  # the graph's feature widths (also for modalities the profile lacks)
-
-
-def model_info(path: str | os.PathLike[str]) -> ModelInfo:
-    """Read the feature profile and identity of an artifact directory or an ``.onnx`` file."""
-    from core.artifact import read_config
-    from export.metadata import file_digest, read_metadata
-
-    files = find_model_files(path)  # InputError when the path does not exist
-    if files.artifact is not None:
-        meta = read_config(files.artifact)
-        config = meta["model"]
-        profile, card = config.get("feature_profile"), meta.get("card") or {}
-        weights = files.artifact / "model.safetensors"
-        digest_of = weights if weights.is_file() else (files.onnx or files.engine)
-    elif files.onnx is not None:
-        meta = read_metadata(files.onnx)  # onnxruntime's session metadata: no onnx package needed
-        config = json.loads(meta.get("config", "{}"))
-        profile = config.get("feature_profile")
-        card = json.loads(meta.get("card", "{}"))
-        digest_of = files.onnx
-    elif files.engine is None:
-        raise InputError(
-            f"{path}: not a model (no config.json, .onnx or .engine in it); pass a directory written by "
-            "'fine train' or 'fine export', or leave --model out for the shipped default model"
-        )
-    else:
-        raise InputError(
-            f"{path}: an .engine alone does not say its feature profile; pass its model directory"
-        )
-    if profile is None:
-        check_profile(None, FeatureProfile())  # raises the explanatory FeatureProfileError
-    digest = file_digest(digest_of, 12) if digest_of is not None else "unknown"
-    name = str(card.get("name") or "fine")
-    try:
-        prof = FeatureProfile.from_dict(profile)
-    except ValueError as exc:
-        raise FeatureProfileError(f"{path}: the model's feature profile is invalid: {exc}") from None
-    lo, hi = (float(x) for x in config.get("label_range", (-3.0, 3.0)))
-    dims = {m: int(d) for m, d in (config.get("input_dims") or prof.dims()).items()}
-    return ModelInfo(Path(path), f"{name}-{digest}", prof, (lo, hi), dims)
-
-
-@dataclass
-class Media:
-    """A decoded recording: audio at the extractor's rate and face features of the whole video."""
-
-    path: Path
-    info: MediaInfo
-    audio: np.ndarray | None  # (n,) float32 mono, None without an audio track
-    vision: VisionFeatures | None  # None without a video track (or before Scorer.track_faces)
-    sample_rate: int
-    fps: float
-    partial: str | None = None  # why decoding stopped early (the samples before the break are kept)
-
-    @property
-    def duration(self) -> float:
-        """Seconds that could be decoded (a cut-off file declares more: see :attr:`truncated`)."""
-        lengths = [0.0]
-        if self.audio is not None:
-            lengths.append(self.audio.shape[0] / self.sample_rate)
-        if self.vision is not None and self.vision.times.size:
-            lengths.append(float(self.vision.times[-1]) + 1.0 / self.fps)
-        return max(lengths)
-
-    @property
-    def truncated(self) -> bool:
-        """Much less could be decoded than the container declares: a cut-off or damaged file."""
-        declared = self.info.duration
-        return declared is not None and self.duration < 0.9 * declared - 0.5
-
-    @property
-    def has_face(self) -> bool:
-        return self.vision is not None and bool(self.vision.present.any())
 
 
 @dataclass
@@ -166,42 +80,10 @@ class Scorer:
     def sample_rate(self) -> int:
         return self.extractors.config.audio.sample_rate
 
-    # ---------------------------------------------------------------------------------- offline input
-    def load_media(self, path: str | os.PathLike[str]) -> Media:
-        """Decode a file (InputError when it cannot be read) and track faces through all of it."""
-        return self.track_faces(self.decode(path))
-
-    def decode(self, path: str | os.PathLike[str]) -> Media:
-        """Probe and decode the audio; faces come from :meth:`track_faces` (which may run while ASR
-        works on the audio)."""
-        info = probe(path)
-        if not info.has_audio and not info.has_video:
-            raise InputError(f"{path}: has neither an audio nor a video track")
-        audio, partial = decode_audio_partial(path, self.sample_rate) if info.has_audio else (None, None)
-        fps = self.extractors.config.vision.fps
-        return Media(Path(path), info, audio, None, self.sample_rate, fps, partial)
-
-    def track_faces(self, media: Media) -> Media:
-        """Face features of every sampled frame of the video track (none without one)."""
-        if media.info.has_video:
-            media.vision = self.extractors.vision.extract_file(media.path)
-        if media.duration <= 0:
-            raise InputError(f"{media.path}: contains no audio samples and no video frames")
-        return media
-
     # ---------------------------------------------------------------------------------- features
     def unit_features(self, media: Media, unit: Unit) -> UnitFeatures:
         """Slice the recording to ``unit`` and compute its features with the shared extractors."""
-        audio = None
-        if media.audio is not None:
-            s0, s1 = (round(t * self.sample_rate) for t in (unit.start, unit.end))
-            audio = media.audio[max(0, s0) : max(0, s1)]
-        vision_rows = None
-        if media.vision is not None:
-            t = media.vision.times
-            keep = (t >= unit.start) & (t < unit.end) & media.vision.present
-            vision_rows = media.vision.features[keep]
-        return self.features(audio, vision_rows, unit.text)
+        return self.features(*media.slice(unit.start, unit.end), unit.text)
 
     def features(self, audio: np.ndarray | None, vision_rows: np.ndarray | None, text: str) -> UnitFeatures:
         """Raw pieces of one unit -> model inputs (the live app's entry point).

@@ -8,15 +8,18 @@ import os
 import sys
 from pathlib import Path
 
-from core.clihelp import add_backend, add_examples, add_model, cli_main
+from core.clihelp import add_backend, add_model, cli_main, command_parser
 from core.errors import InputError, MissingDependencyError
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="fine app", description="live sentiment from a camera + microphone or a file"
+    p = command_parser(
+        "fine app",
+        "live sentiment from a camera + microphone or a file",
+        "fine app",
+        "fine app interview.mp4",
+        "fine app --model hf:org/name",
     )
-    add_examples(p, "fine app", "fine app interview.mp4", "fine app --model hf:org/name")
     p.add_argument("file", nargs="?", type=Path, default=None, help="a media file to replay at start")
     add_model(p)
     p.add_argument("--fast", action="store_true", help="replay FILE as fast as possible (default: real time)")

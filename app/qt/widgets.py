@@ -25,11 +25,10 @@ from PySide6.QtWidgets import (
 )
 
 from app.live.buffers import FaceResult
+from app.pipeline.report_html import LABELS
 from app.pipeline.timeline import TimelineRow
 from core.config import MODALITIES, by_modality
 
-# What the user sees for each modality (MODALITIES order: text, audio, vision).
-LABELS = {"text": "words", "audio": "voice", "vision": "face"}
 COLORS = {"text": "#1f77b4", "audio": "#ff7f0e", "vision": "#9467bd"}  # green and red show sign
 POSITIVE, NEGATIVE, NEUTRAL = (44, 160, 44), (214, 39, 40), (120, 120, 120)
 
@@ -232,7 +231,7 @@ class ContributionsView(QWidget):
         layout.addWidget(self.table)
 
     def show_row(self, row: TimelineRow) -> None:
-        parts = " ".join(f"{LABELS[m]} {c:+.2f}" for m, c in zip(MODALITIES, row.contributions))
+        parts = " ".join(f"{LABELS[m]} {c:+.2f}" for m, c in by_modality(row.contributions).items())
         self.title.setText(
             f"last utterance {row.start:.1f}-{row.end:.1f} s: score {row.score:+.2f} = "
             f"baseline {row.baseline:+.2f} + {parts}"

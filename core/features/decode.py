@@ -16,19 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import InputError, MissingDependencyError
+from core.errors import InputError, optional_import
 
 log = logging.getLogger(__name__)
 
 
 def require_av() -> Any:
-    try:
-        import av
-    except ImportError:
-        raise MissingDependencyError(
-            "decoding audio/video files needs PyAV: pip install 'fine-msa[features]'"
-        ) from None
-    return av
+    return optional_import("av", "decoding audio/video files needs PyAV: pip install 'fine-msa[features]'")
 
 
 def check_readable(path: str | os.PathLike[str]) -> Path:

@@ -30,8 +30,7 @@ import torch
 from torch import nn
 
 from core.config import from_dict, to_dict
-from core.errors import InputError
-from core.errors import check as _check
+from core.errors import InputError, check
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +61,11 @@ class ExpressionConfig:
     classes: tuple[str, ...] = EXPRESSIONS
 
     def __post_init__(self) -> None:
-        _check(4 <= self.width <= 128, f"expression.width must be in [4, 128], got {self.width}")
-        _check(2 <= self.embed_dim <= 512, f"expression.embed_dim must be in [2, 512], got {self.embed_dim}")
-        _check(0 <= self.dropout < 1, f"expression.dropout must be in [0, 1), got {self.dropout}")
-        _check(
-            self.size % 8 == 0 and 24 <= self.size <= 128, f"expression.size: 24..128, /8, got {self.size}"
-        )
-        _check(tuple(self.classes) == EXPRESSIONS, f"expression.classes must be {EXPRESSIONS}")
+        check(4 <= self.width <= 128, f"expression.width must be in [4, 128], got {self.width}")
+        check(2 <= self.embed_dim <= 512, f"expression.embed_dim must be in [2, 512], got {self.embed_dim}")
+        check(0 <= self.dropout < 1, f"expression.dropout must be in [0, 1), got {self.dropout}")
+        check(self.size % 8 == 0 and 24 <= self.size <= 128, f"expression.size: 24..128, /8, got {self.size}")
+        check(tuple(self.classes) == EXPRESSIONS, f"expression.classes must be {EXPRESSIONS}")
 
 
 def _conv(i: int, o: int) -> nn.Sequential:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from core.batch import ModalityBatch
-from core.errors import InputError, MissingDependencyError
+from core.errors import InputError, MissingDependencyError, optional_import
 from export.io import TextInput
 from export.metadata import fine_entries
 from export.runtime.base import Runner
@@ -34,14 +34,11 @@ OPTIMIZATION_LEVELS = {
 
 
 def import_onnxruntime() -> Any:
-    try:
-        import onnxruntime
-    except ImportError:
-        raise MissingDependencyError(
-            "the onnxruntime backend needs onnxruntime: pip install 'fine-msa[export]' "
-            "(or onnxruntime-gpu for CUDA/TensorRT execution providers)"
-        ) from None
-    return onnxruntime
+    return optional_import(
+        "onnxruntime",
+        "the onnxruntime backend needs onnxruntime: pip install 'fine-msa[export]' "
+        "(or onnxruntime-gpu for CUDA/TensorRT execution providers)",
+    )
 
 
 def available_providers() -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import InputError, MissingDependencyError
+from core.errors import InputError, MissingDependencyError, optional_import
 from export.io import TextInput
 from export.runtime.base import Runner
 
@@ -29,11 +29,7 @@ TENSORRT_HINT = (
 
 def import_tensorrt() -> Any:
     """The ``tensorrt`` module, or a MissingDependencyError with the install hint."""
-    try:
-        import tensorrt
-    except ImportError:
-        raise MissingDependencyError(TENSORRT_HINT) from None
-    return tensorrt
+    return optional_import("tensorrt", TENSORRT_HINT)
 
 
 def _torch_dtype(trt: Any, dtype: Any) -> Any:

@@ -182,7 +182,7 @@ def test_negative_speech_scores_below_positive(samples_dir: Path, tmp_path: Path
 
 @pytest.mark.slow
 def test_bench_score_prints_both_timings(samples_dir: Path, tiny_model: Path, capsys) -> None:
-    from app.pipeline.bench import main as bench_main
+    from app.bench.score import main as bench_main
 
     rc = bench_main(
         [str(samples_dir / "jfk.flac"), "--model", str(tiny_model), "--repeat", "1", "--threads", "1"]

@@ -97,7 +97,7 @@ def test_short_encoder_window_gives_the_same_words(samples_dir: Path) -> None:
 
 
 def test_bench_features_prints_numbers(samples_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from core.features.bench import main
+    from app.bench.features import main
 
     assert (
         main(["--seconds", "3", "--video", str(samples_dir / "single_face.mp4"), "--frames", "12", "--json"])

@@ -18,16 +18,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.clihelp import add_examples, add_runtime_arguments, cli_main
+from core.clihelp import add_runtime_arguments, cli_main, command_parser
 
 log = logging.getLogger(__name__)
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="fine bench live", description=__doc__.splitlines()[0] if __doc__ else ""
+    p = command_parser(
+        "fine bench live",
+        __doc__.splitlines()[0] if __doc__ else "",
+        "fine bench live",
+        "fine bench live app/assets/demo/demo.mp4 --json",
     )
-    add_examples(p, "fine bench live", "fine bench live app/assets/demo/demo.mp4 --json")
     p.add_argument(
         "files", nargs="*", type=Path, help="recordings with a face and speech (default: the demo clip)"
     )

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from core.clihelp import add_examples, cli_main
+from core.clihelp import cli_main, command_parser
 from core.errors import FineError
 
 log = logging.getLogger(__name__)
@@ -216,8 +216,7 @@ def _encoder_onnxruntime_ms(encoder: Any, crops: list[np.ndarray]) -> float | No
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="fine bench features", description=__doc__.splitlines()[0])
-    add_examples(p, "fine bench features")
+    p = command_parser("fine bench features", __doc__.splitlines()[0], "fine bench features")
     p.add_argument(
         "--audio", type=Path, help="audio or video file to time audio features on (default: generated)"
     )

@@ -17,12 +17,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from core.clihelp import add_examples, add_model, add_threads, cli_main
+from core.clihelp import add_model, add_threads, cli_main, command_parser
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fine bench score", description=__doc__.splitlines()[0])
-    add_examples(p, "fine bench score app/assets/demo/demo.mp4")
+    p = command_parser(
+        "fine bench score", __doc__.splitlines()[0], "fine bench score app/assets/demo/demo.mp4"
+    )
     p.add_argument("file", type=Path, help="an audio or video file with speech")
     add_model(
         p, "model directory (default: a random-weight FINE of the default size with this install's profile)"
@@ -52,9 +53,9 @@ def default_model(directory: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from app.pipeline.batch import BatchScorer
     from app.pipeline.config import ScoreConfig
     from app.pipeline.scorer import Scorer
-    from app.pipeline.scoring import BatchScorer
     from core.errors import InputError
     from core.features.decode import decode_audio
 

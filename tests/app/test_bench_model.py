@@ -29,7 +29,7 @@ def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_bench_model_rows_for_both_backends(small_model: Path, capsys) -> None:
     pytest.importorskip("onnxruntime")
-    from export.model_bench import main
+    from app.bench.model import main
 
     argv = [
         "--model",
@@ -63,7 +63,7 @@ def test_bench_model_rows_for_both_backends(small_model: Path, capsys) -> None:
 
 
 def test_bench_model_bad_backend_is_one_line(capsys) -> None:
-    from export.model_bench import main
+    from app.bench.model import main
 
     assert main(["--backends", "tensorflow"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

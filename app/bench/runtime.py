@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from core.clihelp import add_examples, cli_main
+from core.clihelp import cli_main, command_parser
 from core.config import MODALITIES, FineConfig, TextEncoderConfig
 
 log = logging.getLogger(__name__)
@@ -32,8 +32,12 @@ def _ints(text: str) -> list[int]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fine bench runtime", description=__doc__.splitlines()[0])
-    add_examples(p, "fine bench runtime", "fine bench runtime runs/mosi/best --contributions")
+    p = command_parser(
+        "fine bench runtime",
+        __doc__.splitlines()[0],
+        "fine bench runtime",
+        "fine bench runtime runs/mosi/best --contributions",
+    )
     p.add_argument("model", nargs="?", help="model artifact (default: random FINE, default config)")
     p.add_argument("--batch", type=_ints, default=[1, 8], help="batch sizes (default 1,8)")
     p.add_argument("--length", type=int, default=50, help="sequence length of every modality (default 50)")
