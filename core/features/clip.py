@@ -16,7 +16,7 @@ import numpy as np
 from core.errors import InputError
 from core.features.audio import AudioFeatureConfig, AudioFeatureExtractor
 from core.features.decode import decode_audio, probe
-from core.features.profile import FeatureProfile
+from core.features.profile import FeatureProfile, ModalityProfile
 from core.features.text import TextFeatureConfig, TextFeatureExtractor, Transcript
 from core.features.transcribe import Transcriber
 from core.features.vision import GEOMETRY_VERSION, VisionFeatureConfig, VisionFeatureExtractor
@@ -45,20 +45,7 @@ class ExtractorConfig:
         if profile.audio is not None and profile.audio.name == VOICE_NAME:
             audio = voice_config(profile.audio.options)
         elif profile.audio is not None:
-            o, sr = profile.audio.options, profile.audio.sample_rate or audio.sample_rate
-            f0 = o.get("f0_range", [audio.f0_min, audio.f0_max])
-            audio = AudioFeatureConfig(
-                sample_rate=sr,
-                frame_length=int(o.get("frame_length", audio.frame_length)),
-                hop_length=round(sr / (profile.audio.frame_rate or audio.frame_rate)),
-                n_mels=int(o.get("n_mels", audio.n_mels)),
-                fmin=float(o.get("fmin", audio.fmin)),
-                fmax=float(o.get("fmax", audio.fmax)),
-                f0_min=float(f0[0]),
-                f0_max=float(f0[1]),
-                voicing_threshold=float(o.get("voicing_threshold", audio.voicing_threshold)),
-                octave_cost=float(o.get("octave_cost", audio.octave_cost)),
-            )
+            audio = handmade_config(profile.audio)
         if profile.vision is not None:
             vision = VisionFeatureConfig(
                 fps=profile.vision.frame_rate or vision.fps,
@@ -85,6 +72,25 @@ def voice_extractor_config(voice: str) -> AudioFeatureConfig | VoiceFeatureConfi
     if voice == "handmade":
         return AudioFeatureConfig()
     return VoiceFeatureConfig(prosody=voice == "whisper+prosody")
+
+
+def handmade_config(profile: ModalityProfile) -> AudioFeatureConfig:
+    """The :class:`AudioFeatureConfig` of a hand-made audio profile."""
+    d, o = AudioFeatureConfig(), profile.options
+    sr = profile.sample_rate or d.sample_rate
+    f0 = o.get("f0_range", [d.f0_min, d.f0_max])
+    return AudioFeatureConfig(
+        sample_rate=sr,
+        frame_length=int(o.get("frame_length", d.frame_length)),
+        hop_length=round(sr / (profile.frame_rate or d.frame_rate)),
+        n_mels=int(o.get("n_mels", d.n_mels)),
+        fmin=float(o.get("fmin", d.fmin)),
+        fmax=float(o.get("fmax", d.fmax)),
+        f0_min=float(f0[0]),
+        f0_max=float(f0[1]),
+        voicing_threshold=float(o.get("voicing_threshold", d.voicing_threshold)),
+        octave_cost=float(o.get("octave_cost", d.octave_cost)),
+    )
 
 
 def voice_config(options: dict[str, Any]) -> VoiceFeatureConfig:
