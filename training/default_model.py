@@ -373,6 +373,7 @@ def _train_all(args: argparse.Namespace, root: Path) -> dict[int, Path]:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
+    root.mkdir(parents=True, exist_ok=True)
     dirs = {seed: root / f"seed{seed}" for seed in args.seeds}
     jobs = max(1, min(args.jobs, len(dirs)))
     if jobs == 1:
