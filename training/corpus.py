@@ -73,7 +73,7 @@ MELD_SCORE = {"positive": 1.48, "neutral": 0.0, "negative": -1.27}
 MELD_VALID_EVERY = 10  # dialogues of MELD train whose id % 10 == 0 are the valid split
 MELD_TRAIN_MAX = 4000  # MELD train utterances used (of ~9,000): MOSI train has 1,284 monologue texts
 DEFAULT_TEXT_ENCODER = "packaged:minilm"
-DEFAULT_VOICE = "whisper"  # core.features.clip.VOICE_FEATURES
+DEFAULT_VOICE = "whisper+prosody"  # core.features.clip.VOICE_FEATURES: the default model's
 # the modalities each source's features come from: its cache can be shared by profiles agreeing on them
 SOURCE_MODALITIES = {
     "mosi": ("text",),

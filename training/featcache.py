@@ -132,7 +132,7 @@ class BuildOptions:
     whisper_model: str = "packaged:tiny.en"
     text_encoder: str = "packaged:minilm"
     fps: float = 5.0
-    voice: str = "whisper"  # core.features.clip.VOICE_FEATURES: the default model's voice features
+    voice: str = "whisper+prosody"  # core.features.clip.VOICE_FEATURES: the default model's voice features
 
 
 def _extractors(opts: BuildOptions) -> Any:
@@ -421,6 +421,8 @@ def cache_profile(out: Path) -> FeatureProfile:
 
 
 def parser() -> argparse.ArgumentParser:
+    from core.features.clip import VOICE_FEATURES
+
     p = command_parser(
         "fine features",
         "feature caches from recordings",
@@ -451,10 +453,10 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--fps", type=float, default=5.0, help="video frames analysed per second (default 5)")
     b.add_argument(
         "--voice",
-        choices=("whisper", "whisper+prosody", "handmade"),  # core.features.clip.VOICE_FEATURES
-        default="whisper",
-        help="voice features: whisper (Whisper tiny.en encoder states, as the default model), "
-        "whisper+prosody, or handmade (45 log-mel/prosody values at 100 fps)",
+        choices=VOICE_FEATURES,
+        default=BuildOptions.voice,
+        help="voice features: whisper+prosody (Whisper tiny.en encoder states + 45 prosody values at 10 fps, "
+        "as the default model), whisper (the states alone), or handmade (45 log-mel/prosody values at 100 fps)",
     )
     b.add_argument("--workers", type=int, default=1, help="parallel worker processes")
     b.add_argument("--skip-bad", action="store_true", help="list unreadable clips in bad.csv and go on")

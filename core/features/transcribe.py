@@ -32,6 +32,12 @@ def load_whisper(model: str = PACKAGED_TINY_EN, cpu_threads: int | None = 1) -> 
     and the voice features (core.features.voice) share it. ``cpu_threads`` None: any loaded copy of
     ``model``, else a new one on 2 threads. Its ``encode`` honours the window of the transcription pass
     running in the calling thread (``_PASS.frames``)."""
+    try:
+        from faster_whisper import WhisperModel
+    except ImportError:
+        raise MissingDependencyError(
+            "transcription and voice features need faster-whisper: pip install 'fine-msa[asr]'"
+        ) from None
     with _MODELS_LOCK:
         if cpu_threads is None:
             loaded = [m for (name, _), m in _MODELS.items() if name == model]
@@ -41,12 +47,6 @@ def load_whisper(model: str = PACKAGED_TINY_EN, cpu_threads: int | None = 1) -> 
         key = (model, cpu_threads)
         if key in _MODELS:
             return _MODELS[key]
-        try:
-            from faster_whisper import WhisperModel
-        except ImportError:
-            raise MissingDependencyError(
-                "transcription and voice features need faster-whisper: pip install 'fine-msa[asr]'"
-            ) from None
 
         class _WindowedWhisper(WhisperModel):  # type: ignore[misc, valid-type]
             """faster-whisper pads every pass to Whisper's 30 s window; the encoder's cost is that

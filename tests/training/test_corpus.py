@@ -70,8 +70,8 @@ def mini_shared(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def test_sources_have_live_features_and_honest_splits(mini_shared: Path, tmp_path: Path) -> None:
     sources, profile = extract_sources(mini_shared, tmp_path / "cache")
     dims = {m: v["dim"] for m, v in profile.items() if v}
-    # audio: Whisper tiny.en encoder states (profile v3); vision v2: geometry + expression
-    assert dims["audio"] == 384 and dims["vision"] == 60 and dims["text"] == 384
+    # audio: Whisper tiny.en encoder states + 45 prosody values (profile v3); vision v2: geometry + expression
+    assert dims["audio"] == 384 + 45 and dims["vision"] == 60 and dims["text"] == 384
     assert profile["audio"]["name"] == "whisper-encoder" and profile["audio"]["frame_rate"] == 10.0
     assert len(sources["mosi"]) == 36 and len(sources["emodb"]) == 16 and len(sources["paa"]) == 4
     for s in sources["mosi"]:
@@ -79,7 +79,7 @@ def test_sources_have_live_features_and_honest_splits(mini_shared: Path, tmp_pat
         assert s.features["text"].shape[1] == 384 and -3 <= s.label <= 3
     for s in sources["emodb"]:
         # ~2 s clips at 10 frames per second
-        assert s.features["text"] is None and s.features["audio"].shape == (pytest.approx(20, abs=1), 384)
+        assert s.features["text"] is None and s.features["audio"].shape == (pytest.approx(20, abs=1), 429)
     splits = {s.meta["split"] for s in sources["emodb"] if s.group == "emodb-03"}
     assert splits == {"test"}
     labels = {s.meta["emotion"]: s.label for s in sources["emodb"]}
@@ -202,8 +202,8 @@ def test_build_default_writes_a_carded_model(mini_shared: Path, tmp_path: Path, 
     per = card["metrics"]["test_per_source"]
     assert per["mosi"]["n"] == 12 and per["emodb"]["n"] == 4 and per["paa"]["n"] == 4
     assert np.isfinite(per["mosi"]["MAE"]) and "mean_score_by_emotion" in per["emodb"]
-    audio = meta["model"]["feature_profile"]["audio"]  # Whisper tiny.en encoder states, 10 per second
-    assert audio["name"] == "whisper-encoder" and audio["dim"] == 384 and audio["frame_rate"] == 10.0
+    audio = meta["model"]["feature_profile"]["audio"]  # Whisper tiny.en states + prosody, 10 per second
+    assert audio["name"] == "whisper-encoder" and audio["dim"] == 429 and audio["frame_rate"] == 10.0
     selection = card["selection"]
     assert set(selection["seeds"]) == {"7", "8"} and selection["chosen"] in (7, 8)
     scores = {int(k): v["score"] for k, v in selection["seeds"].items()}

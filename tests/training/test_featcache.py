@@ -143,9 +143,9 @@ def test_build_writes_safetensors_and_index(cache: tuple[Path, dict]) -> None:
     assert index["smile/0"]["presence"] == {"text": True, "audio": True, "vision": True}
     assert index["grid/bbaf2n"]["text"] == "bin blue at f two now"
     manifest = json.loads((out / "manifest.json").read_text())
-    # the default model's voice features: Whisper tiny.en encoder states at 10 fps
+    # the default model's voice features: Whisper tiny.en encoder states + 45 prosody values at 10 fps
     assert manifest["profile"]["audio"]["name"] == "whisper-encoder"
-    assert manifest["profile"]["audio"]["dim"] == 384 and manifest["profile"]["vision"]["dim"] == 60
+    assert manifest["profile"]["audio"]["dim"] == 429 and manifest["profile"]["vision"]["dim"] == 60
     assert manifest["profile"]["text"]["dim"] == 384
 
 
@@ -157,7 +157,7 @@ def test_loader_splits_and_round_trip(cache: tuple[Path, dict], raw: Path) -> No
     out, _ = cache
     splits = load(f"cache:{out}")
     assert {k: len(v) for k, v in splits.items()} == {"train": 5, "valid": 2, "test": 2}
-    assert splits["train"].feature_dims == {"text": 384, "audio": 384, "vision": 60}
+    assert splits["train"].feature_dims == {"text": 384, "audio": 429, "vision": 60}
     assert (
         splits["test"].feature_profile is not None and splits["test"].feature_profile["vision"]["dim"] == 60
     )
@@ -166,7 +166,7 @@ def test_loader_splits_and_round_trip(cache: tuple[Path, dict], raw: Path) -> No
     s = sample["smile/0"]
     assert s.label == 2.0 and s.group == "smile" and s.text == POS
     # 3 s of audio at 10 fps (+1 for the AAC encoder's padding), 15 frames at 5 fps, all with a face
-    assert s.features["audio"].shape in ((30, 384), (31, 384)) and s.features["vision"].shape == (15, 60)
+    assert s.features["audio"].shape in ((30, 429), (31, 429)) and s.features["vision"].shape == (15, 60)
     # round trip: the cached arrays are what the extractors of the cache's profile compute in this process
     ex = FeatureExtractors(ExtractorConfig.from_profile(splits["test"].feature_profile))
     assert ex.vision.config == VisionFeatureConfig(fps=5.0)
@@ -294,6 +294,7 @@ def test_train_fine_on_the_cache(cache: tuple[Path, dict], one_thread: None) -> 
     from tests.training.helpers import iterate_batches
     from training.data import collate
     from training.featcache import cache_profile, load_cache
+    from training.input_norm import fit_input_norm
 
     out, _ = cache
     splits = load_cache(str(out))
@@ -313,6 +314,7 @@ def test_train_fine_on_the_cache(cache: tuple[Path, dict], one_thread: None) -> 
     )
     torch.manual_seed(0)
     model = FINE(cfg)
+    fit_input_norm(model, train)  # as the trainer does: Whisper states and prosody values differ in scale
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     every = train.samples + splits["valid"].samples + splits["test"].samples
 
