@@ -332,7 +332,8 @@ def caveats(per_source: dict[str, Any]) -> list[str]:
         f"domains and other languages are out of domain (MOSI test {vs_ridge('mosi', 'Corr')}).",
         "Voice: learned from acted German emotion (EmoDB, 8 training speakers) through Whisper tiny.en's "
         f"encoder states; 2 held-out speakers: {vs_ridge('emodb', 'Corr')}. Acted emotion is not everyday "
-        "speech: treat the voice contribution as a cue, not a measurement.",
+        "speech, and flat or synthetic voices are heard as negative: treat the voice contribution as a "
+        "cue, not a measurement.",
         "Face: learned from FER-2013 (posed, low-resolution, gray, tightly cropped faces) through the "
         "expression encoder; strong on clear smiles and frowns, weaker on subtle everyday expressions"
         + (
