@@ -199,6 +199,7 @@ class ContributionsView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.title = QLabel("last utterance: -")
+        self.title.setWordWrap(True)  # "... face +0.87" was cut at the panel's edge
         layout.addWidget(self.title)
         self.bars = pg.PlotWidget(background="w")
         self.bars.setMaximumHeight(170)
