@@ -53,7 +53,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     ),
     "features": (
         "app.bench.features:main",
-        "audio and vision feature extraction speed per stage (one core)",
+        "audio (hand-made, Whisper voice) and vision feature extraction speed per stage (one core)",
     ),
     "runtime": (
         "app.bench.runtime:main",

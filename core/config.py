@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from core.errors import ConfigError as ConfigError  # defined beside FineError; imported from here too
-from core.errors import check
+from core.errors import check, check_at_least
 
 MODALITIES: tuple[str, str, str] = ("text", "audio", "vision")
 """Fixed modality order: index 0/1/2 in every ``(b, 3)`` presence tensor and unimodal output."""
@@ -48,11 +48,7 @@ class MoQConfig:
     dropout: float = 0.1
 
     def __post_init__(self) -> None:
-        check(self.ffn_mult >= 1, f"moq.ffn_mult must be >= 1, got {self.ffn_mult}")
-        check(self.num_experts >= 1, f"moq.num_experts must be >= 1, got {self.num_experts}")
-        check(self.num_queries >= 1, f"moq.num_queries must be >= 1, got {self.num_queries}")
-        check(self.num_blocks >= 1, f"moq.num_blocks must be >= 1, got {self.num_blocks}")
-        check(self.num_heads >= 1, f"moq.num_heads must be >= 1, got {self.num_heads}")
+        check_at_least(self, "moq", "ffn_mult num_experts num_queries num_blocks num_heads")
         check(0.0 <= self.dropout < 1.0, f"moq.dropout must be in [0, 1), got {self.dropout}")
 
     @property
@@ -73,8 +69,7 @@ class FTREConfig:
     hidden: int = 128
 
     def __post_init__(self) -> None:
-        check(self.feat_dim >= 1, f"ftre.feat_dim must be >= 1, got {self.feat_dim}")
-        check(self.hidden >= 1, f"ftre.hidden must be >= 1, got {self.hidden}")
+        check_at_least(self, "ftre", "feat_dim hidden")
 
 
 @dataclass(frozen=True)
@@ -88,11 +83,8 @@ class FusionConfig:
     head_hidden: int = 128
 
     def __post_init__(self) -> None:
-        check(self.num_layers >= 1, f"fusion.num_layers must be >= 1, got {self.num_layers}")
-        check(self.num_heads >= 1, f"fusion.num_heads must be >= 1, got {self.num_heads}")
-        check(self.ffn_mult >= 1, f"fusion.ffn_mult must be >= 1, got {self.ffn_mult}")
+        check_at_least(self, "fusion", "num_layers num_heads ffn_mult head_hidden")
         check(0.0 <= self.dropout < 1.0, f"fusion.dropout must be in [0, 1), got {self.dropout}")
-        check(self.head_hidden >= 1, f"fusion.head_hidden must be >= 1, got {self.head_hidden}")
 
 
 @dataclass(frozen=True)
@@ -189,16 +181,12 @@ class LossConfig:
     max_interval: float | None = None  # default: width of the model's label range
 
     def __post_init__(self) -> None:
-        for name in ("lambda_up", "lambda_cl", "lambda_aux", "beta_mi"):
-            value = getattr(self, name)
-            check(value >= 0.0, f"loss.{name} must be >= 0, got {value}")
+        check_at_least(self, "loss", "lambda_up lambda_cl lambda_aux beta_mi", low=0)
         known = {"sha", "uni", "recon", "str", "utr"}
         object.__setattr__(self, "mi_terms", tuple(self.mi_terms))
         unknown = set(self.mi_terms) - known
         check(not unknown, f"loss.mi_terms has unknown terms {sorted(unknown)}; known: {sorted(known)}")
-        check(self.critic_hidden >= 1, f"loss.critic_hidden must be >= 1, got {self.critic_hidden}")
-        check(self.label_emb_dim >= 1, f"loss.label_emb_dim must be >= 1, got {self.label_emb_dim}")
-        check(self.queue_size >= 1, f"loss.queue_size must be >= 1, got {self.queue_size}")
+        check_at_least(self, "loss", "critic_hidden label_emb_dim queue_size")
         check(self.queue_classes in (2, 3), f"loss.queue_classes must be 2 or 3, got {self.queue_classes}")
         check(self.temperature > 0, f"loss.temperature must be > 0, got {self.temperature}")
         check(

@@ -40,6 +40,14 @@ def check(cond: bool, msg: str, error: type[FineError] = ConfigError) -> None:
         raise error(msg)
 
 
+def check_at_least(config: object, section: str, names: str, low: float = 1) -> None:
+    """:func:`check` that each of ``names`` (space-separated attributes of ``config``) is at least ``low``;
+    the message names the field as ``SECTION.NAME must be >= LOW, got VALUE``."""
+    for name in names.split():
+        value = getattr(config, name)
+        check(value >= low, f"{section}.{name} must be >= {low:g}, got {value}")
+
+
 def os_error_line(exc: OSError) -> str:
     """``PATH: reason`` of a failed file operation, with what to check (one line)."""
     where = exc.filename if exc.filename is not None else "a file"

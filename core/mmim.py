@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from core.batch import ModalityBatch
 from core.config import MODALITIES, ConfigError, TextEncoderConfig, from_dict, to_dict
+from core.errors import check_at_least
 from core.model.layers import masked_mean
 from core.text_encoder import TextEncoder
 
@@ -51,9 +52,7 @@ class MMIMConfig:
             raise ConfigError(
                 f"input_dims must have exactly the keys {list(MODALITIES)}, got {self.input_dims!r}"
             )
-        for name in ("rnn_hidden", "rnn_out", "fusion_dim"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"mmim.{name} must be >= 1, got {getattr(self, name)}")
+        check_at_least(self, "mmim", "rnn_hidden rnn_out fusion_dim")
         if self.text_pool not in ("cls", "mean"):
             raise ConfigError(f"mmim.text_pool must be 'cls' or 'mean', got {self.text_pool!r}")
         if not 0.0 <= self.dropout < 1.0:

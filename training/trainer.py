@@ -32,7 +32,7 @@ from torch import nn
 
 from core.artifact import atomic_write_bytes, load_tensors, save_tensors
 from core.config import ConfigError
-from core.errors import InputError, check
+from core.errors import InputError, check, check_at_least
 from training import distributed
 from training.data import Dataset, batch_order, collate
 from training.robust import RobustTraining
@@ -57,8 +57,7 @@ class TrainConfig:
     progress: bool = False  # tqdm bar over the batches of each epoch (stderr)
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "patience", "eval_batch_size"):
-            check(getattr(self, name) >= 1, f"train.{name} must be >= 1, got {getattr(self, name)}")
+        check_at_least(self, "train", "epochs batch_size patience eval_batch_size")
         check(
             self.max_steps is None or self.max_steps >= 1,
             f"train.max_steps must be >= 1 or null, got {self.max_steps}",

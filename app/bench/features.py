@@ -1,7 +1,9 @@
 """``fine bench features``: extraction speed per stage on one core (numbers printed, never a timed test).
 
 Audio: decoded samples -> features (decoding excluded), as a multiple of real time, offline and streamed
-in 20 ms chunks. Vision: frames decoded and resized to 640x360 beforehand; per frame the cost of
+in 20 ms chunks. Voice (the default model's Whisper tiny.en encoder states, core.features.voice): ms per
+scored unit of a few lengths cut from the same audio (repeated when shorter), on ``--cores`` threads,
+beside the hand-made features of the same units. Vision: frames decoded and resized to 640x360 beforehand; per frame the cost of
 FaceMesh (detection + landmarks), primary-face selection and expression features, and the total in fps.
 Without ``--video``/``--audio`` a generated signal is used for audio and the vision part is skipped.
 """
@@ -13,7 +15,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from core.clihelp import cli_main, command_parser
-from core.errors import FineError
+from core.errors import FineError, MissingDependencyError
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ def bench_audio(signal: np.ndarray, repeats: int = 5) -> dict[str, float]:
     sr = ex.config.sample_rate
     seconds = signal.size / sr
     ex.extract(signal[: sr * 2])  # warm-up
-    offline = min(_timed(lambda: ex.extract(signal)) for _ in range(repeats))
+    offline = _best_of(repeats, ex.extract, signal)
     chunk = int(0.02 * sr)
 
     def streamed() -> None:
@@ -80,7 +82,7 @@ def bench_audio(signal: np.ndarray, repeats: int = 5) -> dict[str, float]:
         for i in range(0, signal.size, chunk):
             s.push(signal[i : i + chunk])
 
-    stream = min(_timed(streamed) for _ in range(max(1, repeats // 2)))
+    stream = _best_of(max(1, repeats // 2), streamed)
     return {
         "seconds": seconds,
         "offline_x_realtime": seconds / offline,
@@ -93,6 +95,59 @@ def _timed(fn: Any) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+def _best_of(repeats: int, fn: Callable[..., object], *args: Any) -> float:
+    """The shortest of ``repeats`` timings of ``fn(*args)``, in seconds."""
+    return min(_timed(lambda: fn(*args)) for _ in range(repeats))
+
+
+def bench_voice(signal: np.ndarray, units: Sequence[float], threads: int, repeats: int = 3) -> dict[str, Any]:
+    """Per unit of each length in ``units`` (seconds of ``signal`` from its start, repeated when shorter):
+    the Whisper-encoder voice features (``VoiceFeatureExtractor.extract``, what a scored unit costs: the
+    hand-made presence check, the encoder pass and pooling) and the hand-made features of the same unit."""
+    from core.features.audio import AudioFeatureExtractor
+    from core.features.voice import NAME, VoiceFeatureExtractor
+
+    voice = VoiceFeatureExtractor(cpu_threads=threads)
+    hand = AudioFeatureExtractor()
+    sr = voice.config.sample_rate
+    voice.warm_up()  # loads Whisper (excluded) and runs one pass
+    rows = []
+    for seconds in units:
+        unit = np.resize(signal, round(seconds * sr))  # repeated when the signal is shorter
+        voice_s = _best_of(repeats, voice.extract, unit)
+        hand_s = _best_of(repeats, hand.extract, unit)
+        rows.append(
+            {
+                "seconds": seconds,
+                "present": bool(hand.extract(unit).present),
+                "ms": 1e3 * voice_s,
+                "x_realtime": seconds / voice_s,
+                "handmade_ms": 1e3 * hand_s,
+                "handmade_x_realtime": seconds / hand_s,
+            }
+        )
+    return {
+        "profile": NAME,
+        "model": voice.config.model,
+        "dim": voice.config.dim,
+        "threads": threads,
+        "units": rows,
+    }
+
+
+def _seconds_list(text: str) -> list[float]:
+    """``2,6,15`` -> [2.0, 6.0, 15.0]; ``none`` -> []."""
+    if text.strip().lower() == "none":
+        return []
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds like 2,6,15 or none, got {text!r}") from None
+    if any(not 0.1 <= v <= 60 for v in values):
+        raise argparse.ArgumentTypeError(f"unit lengths must be in [0.1, 60] seconds, got {text!r}")
+    return values
 
 
 def bench_vision(
@@ -221,6 +276,13 @@ def main(argv: list[str] | None = None) -> int:
         "--audio", type=Path, help="audio or video file to time audio features on (default: generated)"
     )
     p.add_argument("--seconds", type=float, default=60.0, help="length of the generated audio")
+    p.add_argument(
+        "--voice-units",
+        type=_seconds_list,
+        default=[2.0, 6.0, 15.0],
+        metavar="S,S,...",
+        help="unit lengths (s) to time the Whisper voice features on, cut from the audio (default 2,6,15; none: skip)",
+    )
     p.add_argument("--video", type=Path, help="video with a face to time vision features on")
     p.add_argument("--frames", type=int, default=150, help="video frames to time")
     p.add_argument("--max-faces", type=int, default=1, help="faces FaceMesh tracks (default 1, as extracted)")
@@ -231,12 +293,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     with _cores(args.cores) as pinned:
-        audio, vision, source = _run(args)
-    _report(args, pinned, source, audio, vision)
+        audio, voice, vision, source = _run(args)
+    _report(args, pinned, source, audio, voice, vision)
     return 0
 
 
-def _run(args: argparse.Namespace) -> tuple[dict[str, float], dict[str, Any] | None, str]:
+def _run(
+    args: argparse.Namespace,
+) -> tuple[dict[str, float], dict[str, Any] | None, dict[str, Any] | None, str]:
     if args.audio is not None:
         from core.features.decode import load_audio
 
@@ -244,17 +308,28 @@ def _run(args: argparse.Namespace) -> tuple[dict[str, float], dict[str, Any] | N
     else:
         signal, source = _synthetic_speech(args.seconds), f"generated {args.seconds:g} s"
     audio = bench_audio(signal)
+    voice = None
+    if args.voice_units:
+        try:
+            voice = bench_voice(signal, args.voice_units, args.cores)
+        except MissingDependencyError as exc:
+            log.warning("voice features skipped: %s", exc)
     vision = (
         bench_vision(args.video, args.frames, max_faces=args.max_faces) if args.video is not None else None
     )
-    return audio, vision, source
+    return audio, voice, vision, source
 
 
 def _report(
-    args: argparse.Namespace, pinned: str, source: str, audio: dict[str, float], vision: dict[str, Any] | None
+    args: argparse.Namespace,
+    pinned: str,
+    source: str,
+    audio: dict[str, float],
+    voice: dict[str, Any] | None,
+    vision: dict[str, Any] | None,
 ) -> None:
     if args.json:
-        print(json.dumps({"cores": args.cores, "audio": audio, "vision": vision}))
+        print(json.dumps({"cores": args.cores, "audio": audio, "voice": voice, "vision": vision}))
         return
     print(f"cores: {args.cores} ({pinned})")
     print(
@@ -262,6 +337,7 @@ def _report(
         f"({audio['offline_ms_per_second_of_audio']:.2f} ms per second of audio); "
         f"streamed in 20 ms chunks {audio['stream_20ms_chunks_x_realtime']:.0f}x real time"
     )
+    _report_voice(source, voice)
     if vision is None:
         print("vision: skipped (pass --video FILE with a face)")
     else:
@@ -284,3 +360,19 @@ def _report(
                 f"{vision['encoder_onnxruntime_ms']:.2f} ms per face; crop + encoder "
                 f"{vision['crop_encoder_onnxruntime_faces_per_s']:.0f} faces/s"
             )
+
+
+def _report_voice(source: str, voice: dict[str, Any] | None) -> None:
+    if voice is None:
+        print("voice: skipped (--voice-units none, or faster-whisper is not installed)")
+        return
+    print(
+        f"voice ({voice['profile']}, {voice['model']}, {voice['dim']}-d, {voice['threads']} thread(s); "
+        f"units cut from {source}) beside the hand-made features of the same units:"
+    )
+    for row in voice["units"]:
+        silent = "" if row["present"] else " (silent: not encoded)"
+        print(
+            f"  {row['seconds']:g} s unit: voice {row['ms']:.0f} ms ({row['x_realtime']:.1f}x real time), "
+            f"hand-made {row['handmade_ms']:.1f} ms ({row['handmade_x_realtime']:.0f}x real time){silent}"
+        )

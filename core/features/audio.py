@@ -148,22 +148,16 @@ class AudioFeatureExtractor:
     @property
     def profile(self) -> ModalityProfile:
         cfg = self.config
-        return ModalityProfile(
-            name=NAME,
-            version=VERSION,
-            dim=cfg.dim,
-            frame_rate=cfg.frame_rate,
-            sample_rate=cfg.sample_rate,
-            options={
-                "frame_length": cfg.frame_length,
-                "n_mels": cfg.n_mels,
-                "fmin": cfg.fmin,
-                "fmax": cfg.fmax,
-                "f0_range": [cfg.f0_min, cfg.f0_max],
-                "voicing_threshold": cfg.voicing_threshold,
-                "octave_cost": cfg.octave_cost,
-            },
-        )
+        options = {
+            "frame_length": cfg.frame_length,
+            "n_mels": cfg.n_mels,
+            "fmin": cfg.fmin,
+            "fmax": cfg.fmax,
+            "f0_range": [cfg.f0_min, cfg.f0_max],
+            "voicing_threshold": cfg.voicing_threshold,
+            "octave_cost": cfg.octave_cost,
+        }
+        return ModalityProfile.of_config(NAME, VERSION, cfg, options)
 
     def compute_frames(self, frames: np.ndarray) -> np.ndarray:
         """``(n, frame_length)`` samples -> ``(n, dim)`` float32 features; rows are independent.

@@ -8,7 +8,7 @@ with what this installation computes and says, in one message, what differs and 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from core.config import MODALITIES, ConfigError, from_dict, to_dict
 from core.errors import InputError, check
@@ -16,6 +16,19 @@ from core.errors import InputError, check
 
 class FeatureProfileError(InputError):
     """A model's feature profile does not match the features this installation computes."""
+
+
+class SignalConfig(Protocol):
+    """An audio extractor's config: the feature width, frames per second and input rate it implies."""
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def frame_rate(self) -> float: ...
+
+    @property
+    def sample_rate(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,20 @@ class ModalityProfile:
         check(self.sample_rate is None or self.sample_rate > 0, f"{self.name}: sample_rate must be > 0")
         if self.frame_rate is not None:
             object.__setattr__(self, "frame_rate", float(self.frame_rate))
+
+    @classmethod
+    def of_config(
+        cls, name: str, version: str, config: SignalConfig, options: dict[str, Any]
+    ) -> ModalityProfile:
+        """The profile of extractor ``name`` v``version`` whose ``config`` gives its dim and rates."""
+        return cls(
+            name=name,
+            version=version,
+            dim=config.dim,
+            frame_rate=config.frame_rate,
+            sample_rate=config.sample_rate,
+            options=options,
+        )
 
     def describe(self) -> str:
         rate = f" at {self.frame_rate:g} fps" if self.frame_rate else ""

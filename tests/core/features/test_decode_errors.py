@@ -122,6 +122,8 @@ def test_missing_optional_packages_give_an_install_hint(
     from core.errors import MissingDependencyError
 
     monkeypatch.setitem(sys.modules, blocked, None)  # makes `import blocked` raise ImportError
+    # a Whisper model an earlier test loaded is reused without importing faster_whisper: start empty
+    monkeypatch.setattr("core.features.transcribe._MODELS", {})
     module, name = call.split(":")
     fn = getattr(importlib.import_module(module), name)
     with pytest.raises(MissingDependencyError) as err:

@@ -99,14 +99,22 @@ def test_short_encoder_window_gives_the_same_words(samples_dir: Path) -> None:
 def test_bench_features_prints_numbers(samples_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from app.bench.features import main
 
-    assert (
-        main(["--seconds", "3", "--video", str(samples_dir / "single_face.mp4"), "--frames", "12", "--json"])
-        == 0
-    )
+    video = str(samples_dir / "single_face.mp4")
+    argv = ["--seconds", "3", "--voice-units", "1,4", "--video", video, "--frames", "12", "--json"]
+    assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     assert (
         out["audio"]["offline_x_realtime"] > 20
     )  # loose: timing on shared CI machines; the real bar is 200x
     assert out["vision"]["faces_found"] == 12 and out["vision"]["fps"] > 5
-    assert main(["--video", "/nonexistent.mp4"]) == 2
+    voice = out["voice"]  # the Whisper-encoder features per unit; 4 s is the 3-s signal repeated
+    assert voice["profile"] == "whisper-encoder" and voice["dim"] == 384 and voice["threads"] == 1
+    assert [u["seconds"] for u in voice["units"]] == [1.0, 4.0]
+    for u in voice["units"]:
+        assert u["present"] and u["ms"] > 0 and u["handmade_ms"] > 0
+        assert u["x_realtime"] == pytest.approx(u["seconds"] * 1e3 / u["ms"])
+        assert u["handmade_x_realtime"] == pytest.approx(u["seconds"] * 1e3 / u["handmade_ms"])
+    assert main(["--voice-units", "2,x"]) == 2
+    capsys.readouterr()
+    assert main(["--seconds", "1", "--voice-units", "none", "--video", "/nonexistent.mp4"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
