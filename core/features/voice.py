@@ -111,13 +111,11 @@ class VoiceFeatureExtractor:
     @property
     def profile(self) -> ModalityProfile:
         cfg = self.config
-        return ModalityProfile(
-            name=NAME,
-            version=VERSION,
-            dim=cfg.dim,
-            frame_rate=cfg.frame_rate,
-            sample_rate=cfg.sample_rate,
-            options={
+        return ModalityProfile.of_config(
+            NAME,
+            VERSION,
+            cfg,
+            {
                 "model": cfg.model,
                 "width": cfg.width,
                 "pool": cfg.pool,

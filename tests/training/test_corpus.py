@@ -240,24 +240,12 @@ def test_grid_voices_are_english_neutral_voice_only_training_samples() -> None:
     from training.corpus import grid_voices
 
     audio = np.ones((30, 4), np.float32)
-    grid = [
-        Sample(
-            "grid/a",
-            {"text": np.ones((3, 2)), "audio": audio, "vision": np.ones((5, 2))},
-            0.0,
-            "bin blue",
-            "grid",
-            {"source": "grid", "split": "train"},
-        ),
-        Sample(
-            "grid/b",
-            {"text": np.ones((3, 2)), "audio": None, "vision": np.ones((5, 2))},
-            0.0,
-            "x",
-            "grid",
-            {"source": "grid", "split": "train"},
-        ),
-    ]
+
+    def clip(name: str, voice: np.ndarray | None) -> Sample:
+        feats = {"text": np.ones((3, 2)), "audio": voice, "vision": np.ones((5, 2))}
+        return Sample(f"grid/{name}", feats, 0.0, "bin blue", "grid", {"source": "grid", "split": "train"})
+
+    grid = [clip("a", audio), clip("b", None)]
     out = grid_voices(grid, copies=3)
     assert [s.id for s in out] == ["grid-voice/a", "grid-voice/a#1", "grid-voice/a#2"]  # b has no voice
     assert all(s.features["text"] is None and s.features["vision"] is None for s in out)
