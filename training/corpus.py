@@ -10,8 +10,7 @@ project's ``shared/data``)::
     voice/emodb           535 acted German utterances, 10 speakers    -> audio only; happiness +2, neutral 0,
                           (the emotion from EmoDB's file code)           boredom -1, anger/fear/sadness/disgust -2
     voice/paa_valence     47 clips with continuous valence in [-1, 1] -> audio only, valence x 3; test only
-    faces/grid            11 talking faces reading neutral commands    -> text + audio + face, label 0; their voices
-                          (English) also alone, label 0, x4 (grid_voices)
+    faces/grid            11 talking faces reading neutral commands    -> text + audio + face, label 0
     faces/fer2013         FER-2013 expression images (7 classes)       -> face only, 2 x the class valence
 
 FER-2013 faces go through the run-time path (upscaled and padded into a frame, FaceMesh, the aligned crop,
@@ -64,7 +63,6 @@ EMODB_OVERSAMPLE = {"happiness": 3, "neutral": 2}  # training split only; see ba
 EMODB_VALID_SPEAKERS = ("09",)
 EMODB_TEST_SPEAKERS = ("03", "08")
 PAIR_SEED = 20261123
-GRID_VOICE_COPIES = 4  # each GRID clip's voice joins the training split this many times (grid_voices)
 FER_PER_SPLIT = {"train": 4000, "valid": 600}  # test: all 3,589
 FER_FACE_SHARE = 0.8  # of the faces in cross-corpus pairs, this share is a labelled FER face (else GRID)
 # MELD's 3-way sentiment on the MOSI scale: the mean MOSI train label of the utterances whose MOSI
@@ -510,27 +508,6 @@ def balance_voices(samples: list[Sample]) -> list[Sample]:
     return samples + extra
 
 
-def grid_voices(grid: list[Sample], copies: int = GRID_VOICE_COPIES) -> list[Sample]:
-    """GRID's English read commands as voice-only samples, label 0 (neutral), ``copies`` times each.
-
-    EmoDB's voices are all German; Whisper's encoder states carry the language, so without English voices
-    the branch extrapolates on English speech (the positive espeak-ng sentences scored about -1.3, JFK's
-    inaugural lines -0.8 to -1.2). These 11 neutral English voices anchor English read speech near 0."""
-    out = []
-    for s in grid:
-        if s.features.get("audio") is None:
-            continue
-        feats = {"text": None, "audio": s.features["audio"], "vision": None}
-        meta = {**s.meta, "source": "grid_voice", "split": "train"}
-        out += [
-            Sample(
-                s.id.replace("grid/", "grid-voice/") + (f"#{k}" if k else ""), feats, 0.0, None, s.group, meta
-            )
-            for k in range(copies)
-        ]
-    return out
-
-
 def build_splits(
     sources: dict[str, list[Sample]], profile: dict[str, Any], plan: PairPlan | None = None
 ) -> dict[str, Dataset]:
@@ -540,7 +517,7 @@ def build_splits(
     for samples in sources.values():
         for s in samples:
             by_split[str(s.meta["split"])].append(s)
-    by_split["train"] = balance_voices(by_split["train"]) + grid_voices(sources.get("grid", []))
+    by_split["train"] = balance_voices(by_split["train"])
     for split in ("train", "valid"):
         pool = by_split[split]
         texts = [s for s in pool if s.meta["source"] == "mosi"]

@@ -234,22 +234,3 @@ def test_build_default_without_data_is_one_line(tmp_path: Path, capsys) -> None:
     assert main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no MOSI/label.csv" in err[0] and "Traceback" not in err[0]
-
-
-def test_grid_voices_are_english_neutral_voice_only_training_samples() -> None:
-    from training.corpus import grid_voices
-
-    audio = np.ones((30, 4), np.float32)
-
-    def clip(name: str, voice: np.ndarray | None) -> Sample:
-        feats = {"text": np.ones((3, 2)), "audio": voice, "vision": np.ones((5, 2))}
-        return Sample(f"grid/{name}", feats, 0.0, "bin blue", "grid", {"source": "grid", "split": "train"})
-
-    grid = [clip("a", audio), clip("b", None)]
-    out = grid_voices(grid, copies=3)
-    assert [s.id for s in out] == ["grid-voice/a", "grid-voice/a#1", "grid-voice/a#2"]  # b has no voice
-    assert all(s.features["text"] is None and s.features["vision"] is None for s in out)
-    assert all(
-        s.features["audio"] is audio and s.label == 0.0 and s.meta["source"] == "grid_voice" for s in out
-    )
-    assert grid[0].meta["source"] == "grid"  # the GRID sample itself is unchanged
