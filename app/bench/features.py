@@ -102,14 +102,15 @@ def _best_of(repeats: int, fn: Callable[..., object], *args: Any) -> float:
     return min(_timed(lambda: fn(*args)) for _ in range(repeats))
 
 
-def bench_voice(signal: np.ndarray, units: Sequence[float], threads: int, repeats: int = 3) -> dict[str, Any]:
+def bench_voice(signal: np.ndarray, units: Sequence[float], repeats: int = 3) -> dict[str, Any]:
     """Per unit of each length in ``units`` (seconds of ``signal`` from its start, repeated when shorter):
     the Whisper-encoder voice features (``VoiceFeatureExtractor.extract``, what a scored unit costs: the
-    hand-made presence check, the encoder pass and pooling) and the hand-made features of the same unit."""
+    hand-made presence check, the encoder pass and pooling) and the hand-made features of the same unit.
+    Whisper runs on one thread, as it always does for the voice features (``VOICE_THREADS``)."""
     from core.features.audio import AudioFeatureExtractor
-    from core.features.voice import NAME, VoiceFeatureExtractor
+    from core.features.voice import NAME, VOICE_THREADS, VoiceFeatureExtractor
 
-    voice = VoiceFeatureExtractor(cpu_threads=threads)
+    voice = VoiceFeatureExtractor()
     hand = AudioFeatureExtractor()
     sr = voice.config.sample_rate
     voice.warm_up()  # loads Whisper (excluded) and runs one pass
@@ -132,7 +133,7 @@ def bench_voice(signal: np.ndarray, units: Sequence[float], threads: int, repeat
         "profile": NAME,
         "model": voice.config.model,
         "dim": voice.config.dim,
-        "threads": threads,
+        "threads": VOICE_THREADS,
         "units": rows,
     }
 
@@ -311,7 +312,7 @@ def _run(
     voice = None
     if args.voice_units:
         try:
-            voice = bench_voice(signal, args.voice_units, args.cores)
+            voice = bench_voice(signal, args.voice_units)
         except MissingDependencyError as exc:
             log.warning("voice features skipped: %s", exc)
     vision = (

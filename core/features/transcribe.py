@@ -27,10 +27,9 @@ _MODELS: dict[tuple[str, int], Any] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def load_whisper(model: str = PACKAGED_TINY_EN, cpu_threads: int | None = 1) -> Any:
+def load_whisper(model: str = PACKAGED_TINY_EN, cpu_threads: int = 1) -> Any:
     """The faster-whisper model ``model`` (CPU, int8), loaded once per process and thread count: the ASR
-    and the voice features (core.features.voice) share it. ``cpu_threads`` None: any loaded copy of
-    ``model``, else a new one on 2 threads. Its ``encode`` honours the window of the transcription pass
+    and the voice features (core.features.voice) share it. Its ``encode`` honours the window of the transcription pass
     running in the calling thread (``_PASS.frames``)."""
     try:
         from faster_whisper import WhisperModel
@@ -39,11 +38,6 @@ def load_whisper(model: str = PACKAGED_TINY_EN, cpu_threads: int | None = 1) -> 
             "transcription and voice features need faster-whisper: pip install 'fine-msa[asr]'"
         ) from None
     with _MODELS_LOCK:
-        if cpu_threads is None:
-            loaded = [m for (name, _), m in _MODELS.items() if name == model]
-            if loaded:
-                return loaded[0]
-            cpu_threads = 2
         key = (model, cpu_threads)
         if key in _MODELS:
             return _MODELS[key]

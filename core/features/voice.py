@@ -18,7 +18,7 @@ utterance, so training and run time see identical features):
 
 The encoder pass is a second, short pass over the unit (not the ASR's chunk): the features then do not
 depend on how the ASR cut the stream. The Whisper weights are loaded once per process and shared with the
-ASR when both use the same model (:func:`core.features.transcribe.load_whisper`).
+ASR when both use the same model on one thread (:func:`core.features.transcribe.load_whisper`).
 
 A unit is *present* when the hand-made extractor finds enough non-silent frames (the same rule as the
 hand-made features), so silence is an absent voice for both kinds of model.
@@ -43,6 +43,7 @@ VERSION = "1"
 ENCODER_RATE = 50  # Whisper encoder states per second (mel at 100/s, stride-2 convolution)
 WHISPER_RATE = 16000
 PROSODY_DIM = AudioFeatureConfig().dim
+VOICE_THREADS = 1  # the same features whatever thread count the ASR and the runner use
 
 
 @dataclass(frozen=True)
@@ -98,13 +99,14 @@ def pool_rows(x: np.ndarray, size: int) -> np.ndarray:
 class VoiceFeatureExtractor:
     """``extract(signal) -> AudioFeatures`` of Whisper-encoder states, as :class:`AudioFeatureExtractor`.
 
-    cpu_threads: CTranslate2 threads of the Whisper model; None shares whichever copy of the model the
-    process already loaded (the ASR's), else loads one on 2 threads.
+    The Whisper model always runs on one CTranslate2 thread (:data:`VOICE_THREADS`): its int8 kernels sum
+    in a different order on more threads, so features computed with the ASR's thread count would change
+    in the 7th digit with ``--threads`` (a Ray worker and a local run gave scores 3e-8 apart). The copy is
+    shared with an ASR that also runs on one thread.
     """
 
-    def __init__(self, config: VoiceFeatureConfig | None = None, cpu_threads: int | None = None) -> None:
+    def __init__(self, config: VoiceFeatureConfig | None = None) -> None:
         self.config = config or VoiceFeatureConfig()
-        self.cpu_threads = cpu_threads
         self.prosody = AudioFeatureExtractor(AudioFeatureConfig(sample_rate=self.config.sample_rate))
         self._model = None  # faster_whisper.WhisperModel, loaded on first use
 
@@ -130,7 +132,7 @@ class VoiceFeatureExtractor:
         if self._model is None:
             from core.features.transcribe import load_whisper
 
-            model = load_whisper(self.config.model, self.cpu_threads)
+            model = load_whisper(self.config.model, VOICE_THREADS)
             width = _encoder_width(model)
             if width != self.config.width:
                 raise InputError(
