@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,22 @@ def run(args: argparse.Namespace) -> int:
         engine = build_engine(result.path, args.tensorrt, engine_options)
         print(f"wrote {engine} (TensorRT, {args.precision})")
     _export_expression_encoder(model, result.path, args.tensorrt, engine_options)
+    _copy_text_adapter(Path(args.model), result.path)
     return 0
+
+
+def _copy_text_adapter(model_dir: Path, onnx_path: Path) -> None:
+    """A model whose words use a text adapter (``core.text_adapter``) needs it beside the exported graph:
+    the runners merge it into the text encoder."""
+    from core.text_adapter import ADAPTER_FILE
+
+    src = model_dir / ADAPTER_FILE
+    if not src.is_file():
+        return
+    dst = onnx_path.with_name(ADAPTER_FILE)
+    if dst.resolve() != src.resolve():
+        shutil.copyfile(src, dst)
+    print(f"wrote {dst} (text adapter)")
 
 
 def _export_expression_encoder(

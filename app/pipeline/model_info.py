@@ -26,6 +26,11 @@ class ModelInfo:
     label_range: tuple[float, float]
     input_dims: dict[str, int]  # the graph's feature widths (also for modalities the profile lacks)
 
+    @property
+    def folder(self) -> Path:
+        """Where the model's own files are (its text adapter): the directory, or an ``.onnx``'s folder."""
+        return self.path if self.path.is_dir() else self.path.parent
+
 
 def model_info(path: str | os.PathLike[str]) -> ModelInfo:
     """Read the feature profile and identity of an artifact directory or an ``.onnx`` file."""

@@ -55,7 +55,9 @@ class Scorer:
         extractors: FeatureExtractors | None = None,
     ) -> None:
         self.info = model_info(model)
-        self.extractors = extractors or FeatureExtractors(ExtractorConfig.from_profile(self.info.profile))
+        self.extractors = extractors or FeatureExtractors(
+            ExtractorConfig.from_profile(self.info.profile, self.info.folder)
+        )
         check_profile(self.info.profile, self._running_profile())
         self.runner: Runner = create_runner(model, backend, threads=threads)
         self.runner.activate()

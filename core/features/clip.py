@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,8 +37,11 @@ class ExtractorConfig:
     text: TextFeatureConfig = field(default_factory=TextFeatureConfig)
 
     @classmethod
-    def from_profile(cls, profile: FeatureProfile | dict[str, Any]) -> ExtractorConfig:
-        """Extractor settings that reproduce a model's feature profile (check with ``check_profile``)."""
+    def from_profile(
+        cls, profile: FeatureProfile | dict[str, Any], model_dir: str | os.PathLike[str] | None = None
+    ) -> ExtractorConfig:
+        """Extractor settings that reproduce a model's feature profile (check with ``check_profile``).
+        ``model_dir``: where the model's own files are (a text adapter, ``core.text_adapter``)."""
         if isinstance(profile, dict):
             profile = FeatureProfile.from_dict(profile)
         audio: AudioFeatureConfig | VoiceFeatureConfig = AudioFeatureConfig()
@@ -54,8 +58,18 @@ class ExtractorConfig:
             )
         if profile.text is not None:
             o = profile.text.options
+            adapter = None
+            if o.get("adapter"):
+                from core.text_adapter import ADAPTER_FILE
+
+                if model_dir is None:
+                    raise InputError(
+                        "the model's words use a text adapter: give the model directory, which holds "
+                        f"{ADAPTER_FILE}"
+                    )
+                adapter = str(Path(model_dir) / ADAPTER_FILE)
             text = TextFeatureConfig(
-                str(o.get("source", text.source)), int(o.get("max_length", text.max_length))
+                str(o.get("source", text.source)), int(o.get("max_length", text.max_length)), adapter
             )
         return cls(audio, vision, text)
 

