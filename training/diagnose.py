@@ -232,7 +232,7 @@ def parser() -> argparse.ArgumentParser:
 def _probe_data(args: argparse.Namespace, model: nn.Module) -> Dataset:
     from training.evaluation import load_eval_data
 
-    ns = argparse.Namespace(data=args.probe, modalities=None, batch_size=32)
+    ns = argparse.Namespace(data=args.probe, modalities=None, batch_size=32, model=args.model)
     return load_eval_data(ns, model, [args.split])[0][args.split]
 
 

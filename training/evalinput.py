@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -75,9 +76,12 @@ def text_encoder_of(cfg: Any) -> TextEncoderConfig | None:
     return TextEncoderConfig(source=source, finetune=False, max_length=int(options.get("max_length", 128)))
 
 
-def embed_raw_text(splits: dict[str, Dataset], cfg: Any, spec: str, batch_size: int = 64) -> int:
+def embed_raw_text(
+    splits: dict[str, Dataset], cfg: Any, spec: str, batch_size: int = 64, model_dir: Path | None = None
+) -> int:
     """Give every sample that has a transcript but no text features the token embeddings of the model's
-    recorded encoder (in place); returns how many were encoded."""
+    recorded encoder (in place), with the model's text adapter merged in when its profile records one
+    (the file in ``model_dir``); returns how many were encoded."""
     raw = [s for ds in splits.values() for s in ds.samples if s.features.get("text") is None and s.text]
     if not raw:
         return 0
@@ -94,6 +98,22 @@ def embed_raw_text(splits: dict[str, Dataset], cfg: Any, spec: str, batch_size: 
     from training.textprep import cache_text_embeddings
 
     encoder = load_text_encoder(enc_cfg)
+    adapter = ((cfg.feature_profile or {}).get("text") or {}).get("options", {}).get("adapter")
+    if adapter:
+        from core.text_adapter import ADAPTER_FILE, adapter_digest, merge_adapter
+
+        path = Path(model_dir or ".") / ADAPTER_FILE
+        if model_dir is None or not path.is_file():
+            raise InputError(
+                f"--data {spec}: the model's words use a text adapter, and {path} is missing; pass the "
+                "model directory it was built in (with its text_adapter.safetensors)"
+            )
+        if adapter_digest(path) != adapter:
+            raise InputError(
+                f"--data {spec}: {path} is not the text adapter the model was trained with (digest "
+                f"{adapter_digest(path)}, the model records {adapter}); copy the model directory whole"
+            )
+        merge_adapter(encoder.backbone, path)
     if encoder.hidden_size != dim:
         raise InputError(
             f"--data {spec}: the model's text encoder {enc_cfg.source} gives {encoder.hidden_size}-d "

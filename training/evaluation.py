@@ -80,7 +80,8 @@ def load_eval_data(
         if enc_cfg.source:
             tokenize_splits(chosen, enc_cfg, cfg.input_dims["text"])
         else:
-            evalinput.embed_raw_text(chosen, cfg, spec, request.batch_size)
+            model_dir = getattr(request, "model", None)
+            evalinput.embed_raw_text(chosen, cfg, spec, request.batch_size, model_dir)
     evalinput.check_forms(chosen, cfg, used, spec, takes_ids=bool(enc_cfg.source))
     for ds in chosen.values():
         ds.feature_dims = dict(cfg.input_dims)

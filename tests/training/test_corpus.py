@@ -190,6 +190,7 @@ def test_build_default_writes_a_carded_model(mini_shared: Path, tmp_path: Path, 
     # in test_diagnose.py, and passed by the shipped model) is lowered so the card path runs end to end
     argv = ["--data", str(mini_shared), "--out", str(out), "--epochs", "1", "--threads", "1"]
     # two seeds trained in two processes; the better one on the branches' valid numbers is kept
+    argv += ["--text-adapter-epochs", "1"]  # the encoder tuned to sentiment first (on 12 texts here)
     assert main([*argv, "--min-spread", "0.0001", "--seeds", "7,8", "--jobs", "2"]) == 0
     meta = read_config(out)
     card = meta["card"]
@@ -215,6 +216,19 @@ def test_build_default_writes_a_carded_model(mini_shared: Path, tmp_path: Path, 
     )
     text = meta["model"]["feature_profile"]["text"]  # the artifact records its text encoder
     assert text["options"]["source"] == RECIPE["text_encoder"] == card["recipe"]["text_encoder"]
+    # ... and its text adapter: the file travels in the model folder, the profile holds its digest, and
+    # the run-time extractors built from the profile + folder reproduce the profile
+    from core.features.clip import ExtractorConfig
+    from core.features.profile import FeatureProfile, check_profile
+    from core.features.text import TextFeatureExtractor
+    from core.text_adapter import ADAPTER_FILE, adapter_digest
+
+    assert text["options"]["adapter"] == adapter_digest(out / ADAPTER_FILE)
+    assert [e["epoch"] for e in card["metrics"]["text_adapter"]["epochs"]] == [1]
+    running = TextFeatureExtractor(ExtractorConfig.from_profile(meta["model"]["feature_profile"], out).text)
+    check_profile({"text": text}, FeatureProfile(text=running.profile))
+    assert running.encode("a wonderful film").embeddings.shape[1] == text["dim"]
+    assert "ridge_frozen_encoder" in per["mosi"]["baselines"]
     # each held-out number stands beside same-run baselines, and the card says its limits
     assert {"ridge", "constant"} <= set(per["mosi"]["baselines"]) and "Corr" in per["emodb"]["baselines"][
         "ridge"
