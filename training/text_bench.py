@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import os
+import re
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -99,7 +101,9 @@ def _extractor(source: str) -> Any:
 def embed(source: str, texts: list[str], cache: Path | None) -> np.ndarray:
     """Pooled ``(n, d)`` embeddings of ``texts`` (cached by encoder and text list)."""
     key = hashlib.sha256(("\n".join([source, *texts])).encode()).hexdigest()[:16]
-    path = None if cache is None else cache / f"{source.replace(':', '_')}-{key}.npy"
+    # a directory or hub id as the source: its last name only (a "/" would leave the cache folder)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", source.rstrip("/").rsplit("/", 1)[-1])[:40]
+    path = None if cache is None else cache / f"{name}-{key}.npy"
     if path is not None and path.is_file():
         return np.load(path)
     ex = _extractor(source)
@@ -108,7 +112,9 @@ def embed(source: str, texts: list[str], cache: Path | None) -> np.ndarray:
     out = np.stack([f.embeddings.mean(axis=0) for f in feats]).astype(np.float32)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, out)
+        partial = path.with_name(f".{path.stem}.{os.getpid()}.npy")
+        np.save(partial, out)
+        os.replace(partial, path)  # atomic: a concurrent reader never sees half a file
     return out
 
 

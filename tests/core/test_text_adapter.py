@@ -172,3 +172,19 @@ def test_trained_adapter_separates_the_labels_and_is_cached(tiny: Path, tmp_path
     again = ta.train_adapter(cfg, data, data, tmp_path / "b" / ADAPTER_FILE)
     assert again["digest"] == record["digest"]
     assert (tmp_path / "b" / ADAPTER_FILE).read_bytes() == (tmp_path / "a" / ADAPTER_FILE).read_bytes()
+
+
+def test_frozen_embedding_cache_stays_in_its_folder_for_a_directory_encoder(
+    tiny: Path, tmp_path: Path
+) -> None:
+    """``fine bench text`` / the build's frozen-encoder ridge cache pooled embeddings per encoder: an encoder
+    given as a directory (a path with "/") is cached inside the cache folder and read back, not re-encoded."""
+    from training.text_bench import embed
+
+    cache = tmp_path / "cache"
+    first = embed(str(tiny), POSITIVE + NEGATIVE, cache)
+    files = list(cache.iterdir())
+    assert first.shape == (10, 24) and len(files) == 1 and files[0].name.startswith(tiny.name)
+    np.save(files[0], first * 0 + 7.0)  # the second call returns what the cache holds
+    assert float(embed(str(tiny), POSITIVE + NEGATIVE, cache)[0, 0]) == 7.0
+    assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no partial file left
