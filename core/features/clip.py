@@ -20,7 +20,12 @@ from core.features.decode import decode_audio, probe
 from core.features.profile import FeatureProfile, ModalityProfile
 from core.features.text import TextFeatureConfig, TextFeatureExtractor, Transcript
 from core.features.transcribe import Transcriber
-from core.features.vision import GEOMETRY_VERSION, VisionFeatureConfig, VisionFeatureExtractor
+from core.features.vision import (
+    EXPRESSION_VERSION,
+    GEOMETRY_VERSION,
+    VisionFeatureConfig,
+    VisionFeatureExtractor,
+)
 from core.features.voice import NAME as VOICE_NAME
 from core.features.voice import VoiceFeatureConfig, VoiceFeatureExtractor
 
@@ -55,6 +60,7 @@ class ExtractorConfig:
                 fps=profile.vision.frame_rate or vision.fps,
                 max_faces=int(profile.vision.options.get("max_faces", vision.max_faces)),
                 expression=profile.vision.version != GEOMETRY_VERSION,  # v1 models: geometry only
+                geometry=profile.vision.version != EXPRESSION_VERSION,  # v3 models: the encoder only
             )
         if profile.text is not None:
             o = profile.text.options

@@ -7,8 +7,17 @@ encoder (:mod:`core.features.expression`) on a gray crop aligned by the landmark
 a valence and a 32-d embedding beside the geometry (60 numbers per frame). :class:`VisionFeatureExtractor`
 runs them per frame for live use and over a whole file offline, through the same ``process`` method.
 
-Version 1 (geometry only, 20-d) is still computed for models trained on it: ``expression=False``, which
-``ExtractorConfig.from_profile`` picks from such a model's profile, so older models keep working.
+Profile versions (``ExtractorConfig.from_profile`` picks the right one from a model's profile, so every
+model keeps getting the features it was trained on):
+
+- ``1``: geometry only (20-d), models trained before the expression encoder (``expression=False``);
+- ``2``: geometry + encoder (60-d), the default for models trained on video (MOSI-style recordings);
+- ``3``: encoder only (40-d, ``geometry=False``), for models whose faces come from FER-2013 (the default
+  model). A FER face is a 48-px crop that FaceMesh only finds upscaled 4x, and the geometry measured on it
+  does not match the geometry of the same face in a video frame: on 81 real video frames put through both
+  paths, the 20 geometric values differ by a median 0.62 of their spread (per-value correlation 0.85),
+  the encoder's outputs by 0.07-0.12 (correlation 0.98-0.99). A face branch trained on FER geometry
+  learns cues that video does not repeat (a crying grimace's wide mouth read as a smile), so it gets none.
 
 Expression features are measured in a face-centred frame: origin at the nose bridge (landmark 168),
 x from the right to the left outer eye corner, y from the subnasale up to the bridge (orthogonalised),
@@ -36,6 +45,7 @@ log = logging.getLogger(__name__)
 NAME = "fine-facemesh-expression"
 VERSION = "2"  # geometry + FER-2013 expression encoder
 GEOMETRY_VERSION = "1"  # geometry only (models trained before the expression encoder)
+EXPRESSION_VERSION = "3"  # the expression encoder only (models trained on FER-2013 faces)
 
 FEATURES: tuple[str, ...] = (
     "mouth_width",
@@ -80,8 +90,10 @@ class VisionFeatureConfig:
     min_tracking_confidence: float = 0.5
     min_present: float = 0.0  # a clip's vision is present when more than this fraction of frames has a face
     expression: bool = True  # add the expression encoder's outputs (profile v2); False: geometry only (v1)
+    geometry: bool = True  # the 20 geometric values; False with expression: the encoder only (profile v3)
 
     def __post_init__(self) -> None:
+        _check(self.expression or self.geometry, "vision needs the geometry, the expression encoder or both")
         _check(0 < self.fps <= 120, f"vision.fps must be in (0, 120], got {self.fps}")
         _check(1 <= self.max_faces <= 8, f"vision.max_faces must be in [1, 8], got {self.max_faces}")
         _check(0 < self.min_detection_confidence < 1, "vision.min_detection_confidence must be in (0, 1)")
@@ -255,7 +267,9 @@ class VisionFeatureExtractor:
     @property
     def dim(self) -> int:
         enc = self.expression_encoder
-        return len(FEATURES) + (0 if enc is None else 8 + enc.config.embed_dim)
+        return (len(FEATURES) if self.config.geometry else 0) + (
+            0 if enc is None else 8 + enc.config.embed_dim
+        )
 
     @property
     def profile(self) -> ModalityProfile:
@@ -265,7 +279,11 @@ class VisionFeatureExtractor:
             options["expression"] = enc.identity
         return ModalityProfile(
             name=NAME,
-            version=VERSION if enc is not None else GEOMETRY_VERSION,
+            version=GEOMETRY_VERSION
+            if enc is None
+            else VERSION
+            if self.config.geometry
+            else EXPRESSION_VERSION,
             dim=self.dim,
             frame_rate=self.config.fps,
             options=options,
@@ -292,12 +310,12 @@ class VisionFeatureExtractor:
 
     def face_features(self, rgb: np.ndarray, face: Face) -> tuple[np.ndarray, ExpressionOutput | None]:
         """Features of a tracked face in its frame, and the expression encoder's output (``None`` in v1)."""
-        geometry = expression_features(face.landmarks)
         enc = self.expression_encoder
-        if enc is None:
-            return geometry, None
-        expr = enc(align_face(to_gray(rgb), face.landmarks, enc.config.size))
-        return np.concatenate([geometry, expr.features()[0]]).astype(np.float32), expr
+        parts = [expression_features(face.landmarks)] if self.config.geometry else []
+        expr = None if enc is None else enc(align_face(to_gray(rgb), face.landmarks, enc.config.size))
+        if expr is not None:
+            parts.append(expr.features()[0])
+        return np.concatenate(parts).astype(np.float32), expr
 
     def process(self, rgb: np.ndarray) -> np.ndarray | None:
         """One RGB frame ``(h, w, 3)`` uint8 -> features of the primary face, or ``None``."""

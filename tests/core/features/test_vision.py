@@ -102,6 +102,23 @@ def test_geometry_only_profile_still_computed_for_older_models(samples_dir: Path
     np.testing.assert_allclose(a.features, b.features[:, :20], atol=1e-6)
 
 
+def test_expression_only_profile_is_the_encoders_part_of_version_2(samples_dir: Path) -> None:
+    """Version 3 (models trained on FER-2013 faces): the encoder's 40 values only, the same numbers as
+    v2's last 40 on the same frames; a v3 profile asks for exactly that, and no features is refused."""
+    from core.errors import ConfigError
+
+    v2 = VisionFeatureExtractor(VisionFeatureConfig())
+    v3 = VisionFeatureExtractor(VisionFeatureConfig(geometry=False))
+    assert (v3.profile.version, v3.profile.dim) == ("3", 40)
+    assert v3.profile.options["expression"] == v2.profile.options["expression"]
+    a = v3.extract_file(samples_dir / "single_face.mp4")
+    b = v2.extract_file(samples_dir / "single_face.mp4")
+    assert a.features.shape == (b.features.shape[0], 40) and a.present.all()
+    np.testing.assert_allclose(a.features, b.features[:, 20:], atol=1e-5)
+    with pytest.raises(ConfigError, match="geometry, the expression encoder or both"):
+        VisionFeatureConfig(expression=False, geometry=False)
+
+
 @pytest.mark.parametrize("scale", [0.5, 2.0])
 def test_expression_stable_under_image_scaling(
     extractor: VisionFeatureExtractor,
@@ -192,3 +209,6 @@ def test_a_version_1_model_profile_selects_geometry_only() -> None:
           "options": {"max_faces": 1}}  # fmt: skip
     assert ExtractorConfig.from_profile({"vision": v1}).vision.expression is False
     assert ExtractorConfig.from_profile({"vision": {**v1, "version": "2", "dim": 60}}).vision.expression
+    v2 = ExtractorConfig.from_profile({"vision": {**v1, "version": "2", "dim": 60}}).vision
+    v3 = ExtractorConfig.from_profile({"vision": {**v1, "version": "3", "dim": 40}}).vision
+    assert (v2.expression, v2.geometry) == (True, True) and (v3.expression, v3.geometry) == (True, False)
