@@ -21,12 +21,16 @@ class ModalityBatch:
     presence:    ``(b, 3)`` bool in ``MODALITIES`` order; False means the modality is absent for that
         sample (camera off, no face, silence). A present modality with no valid step counts as absent.
     labels:      optional ``(b,)`` float regression targets.
+    part_labels: optional ``(b, 3)`` float: each modality's own label where a sample was assembled from
+        separately labelled parts (a cross-corpus pair: a transcript, a voice and a face from different
+        corpora, ``labels`` their mean); NaN where a modality has no label of its own. Training only.
     """
 
     features: dict[str, Tensor]
     masks: dict[str, Tensor]
     presence: Tensor
     labels: Tensor | None = None
+    part_labels: Tensor | None = None
 
     def __post_init__(self) -> None:
         missing = [m for m in MODALITIES if m not in self.features or m not in self.masks]
@@ -35,6 +39,8 @@ class ModalityBatch:
         b = self.presence.shape[0]
         if self.presence.shape != (b, len(MODALITIES)):
             raise ValueError(f"presence must have shape (b, 3), got {tuple(self.presence.shape)}")
+        if self.part_labels is not None and self.part_labels.shape != self.presence.shape:
+            raise ValueError(f"part_labels must have shape (b, 3), got {tuple(self.part_labels.shape)}")
         for m in MODALITIES:
             x, mask = self.features[m], self.masks[m]
             if x.shape[0] != b or mask.shape != x.shape[:2]:
@@ -52,10 +58,14 @@ class ModalityBatch:
             masks={m: x.to(device) for m, x in self.masks.items()},
             presence=self.presence.to(device),
             labels=None if self.labels is None else self.labels.to(device),
+            part_labels=None if self.part_labels is None else self.part_labels.to(device),
         )
 
     def with_presence(self, presence: Tensor) -> ModalityBatch:
-        return ModalityBatch(dict(self.features), dict(self.masks), presence, self.labels)
+        return ModalityBatch(dict(self.features), dict(self.masks), presence, self.labels, self.part_labels)
+
+    def with_labels(self, labels: Tensor) -> ModalityBatch:
+        return ModalityBatch(dict(self.features), dict(self.masks), self.presence, labels, self.part_labels)
 
     @classmethod
     def from_sequences(
@@ -63,6 +73,7 @@ class ModalityBatch:
         sequences: Mapping[str, list[Tensor | None]],
         labels: Tensor | None = None,
         feature_dims: Mapping[str, int] | None = None,
+        part_labels: Tensor | None = None,
     ) -> ModalityBatch:
         """Pad lists of per-sample ``(t, d)`` tensors (``None`` = absent) into a batch."""
         b = len(next(iter(sequences.values())))
@@ -89,4 +100,4 @@ class ModalityBatch:
                     mask[i, : s.shape[0]] = True
                     presence[i, i_m] = True
             feats[m], masks[m] = x, mask
-        return cls(feats, masks, presence, labels)
+        return cls(feats, masks, presence, labels, part_labels)

@@ -148,14 +148,20 @@ class FineLoss(nn.Module):
         total = -mean["sha"] + mean["uni"] + mean["recon"] + mean["str"] - mean["utr"]
         return total, mean
 
-    def forward(self, out: FineOutput, labels: Tensor) -> LossOutput:
+    def forward(self, out: FineOutput, labels: Tensor, part_labels: Tensor | None = None) -> LossOutput:
+        """``part_labels`` (b, 3), NaN where absent: a modality's own label (cross-corpus pairs), which
+        its unimodal head learns instead of the sample's mean label."""
         c = self.cfg
         labels = labels.to(out.score.dtype)
         terms: dict[str, Tensor] = {}
         total = terms["mp"] = nn.functional.mse_loss(out.score, labels)
         if self.use_up and out.unimodal is not None:
             present = torch.stack([out.modalities[m].present for m in MODALITIES], dim=1)  # (b, 3)
-            err = (out.unimodal - labels[:, None]) ** 2
+            target = labels[:, None].expand_as(out.unimodal)
+            if part_labels is not None:
+                part = part_labels.to(target)
+                target = torch.where(torch.isfinite(part), part, target)
+            err = (out.unimodal - target) ** 2
             terms["up"] = (err * present).sum() / present.sum().clamp_min(1)
             total = total + c.lambda_up * terms["up"]
         if self.use_aux:

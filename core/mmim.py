@@ -251,7 +251,7 @@ class MMIMLoss(nn.Module):
                 self.memory[(m, sign)] = keep[: self.cfg.memory]
         return torch.stack(parts).mean() if parts else y.new_zeros(())
 
-    def forward(self, out: MMIMOutput, labels: Tensor) -> LossOutput:
+    def forward(self, out: MMIMOutput, labels: Tensor, part_labels: Tensor | None = None) -> LossOutput:
         labels = labels.to(out.score.dtype)
         terms: dict[str, Tensor] = {"l1": nn.functional.l1_loss(out.score, labels)}
         zero = labels.new_zeros(())

@@ -59,7 +59,22 @@ def collate(samples: Sequence[Sample], feature_dims: dict[str, int]) -> Modality
             x = s.features.get(m)
             seqs[m].append(None if x is None else torch.from_numpy(np.ascontiguousarray(x)))
     labels = torch.tensor([s.label for s in samples], dtype=torch.float32)
-    return ModalityBatch.from_sequences(seqs, labels=labels, feature_dims=feature_dims)
+    return ModalityBatch.from_sequences(
+        seqs, labels=labels, feature_dims=feature_dims, part_labels=part_labels(samples)
+    )
+
+
+def part_labels(samples: Sequence[Sample]) -> torch.Tensor | None:
+    """``(b, 3)`` each modality's own label from ``meta["part_labels"]`` (cross-corpus pairs; NaN where
+    a modality has none), or ``None`` when no sample of the batch has any."""
+    rows = [s.meta.get("part_labels") for s in samples]
+    if not any(rows):
+        return None
+    nan = float("nan")
+    return torch.tensor(
+        [[nan if v is None else float(v) for v in (r or (None,) * len(MODALITIES))] for r in rows],
+        dtype=torch.float32,
+    )
 
 
 def sample_length(s: Sample) -> int:

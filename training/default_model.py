@@ -72,7 +72,7 @@ RECIPE: dict[str, Any] = {
 # How one of several seeds is chosen (``--seeds``): each branch on its own valid data, never a test split.
 SELECTION_RULE = (
     "mean of the branches' valid numbers: words = Corr on MOSI valid, voice = Corr on EmoDB's valid "
-    "speaker 09, face = 2 x AUC - 1 of happy vs negative FER-2013 valid faces (each scored alone)"
+    "speakers 09 and 10, face = 2 x AUC - 1 of happy vs negative FER-2013 valid faces (each scored alone)"
 )
 REBUILD = "fine build-default --data ../shared/data --out app/assets/default_model"
 TEXT_FEATURES = {
@@ -114,7 +114,7 @@ TRAINING_DATA: dict[str, str] = {
     "test, MOSI's own split; monologue opinions): the words are the only modality the model learned from "
     "real, in-domain sentiment labels.",
     "audio": "EmoDB (535 acted German utterances, 10 speakers; happiness +2, neutral 0, boredom -1, "
-    "anger/fear/sadness/disgust -2; valid speaker 09, test speakers 03 and 08): the voice learned acted "
+    "anger/fear/sadness/disgust -2; valid speakers 09 and 10, test speakers 03 and 08): the voice learned acted "
     "emotion, not sentiment about a topic. PAA valence clips (47, valence x 3) are a cross-corpus test only.",
     "vision": "FER-2013 faces (face-only samples, label 2 x the expression's valence: happy +2; angry, "
     "disgust, fear, sad -2; neutral 0; surprise +0.5; 4000 train / 600 valid images drawn at random, the "
@@ -390,6 +390,7 @@ def face_metrics(model: Any, samples: list[Any], feature_dims: dict[str, int]) -
     """FER-2013 test faces through the full model, face alone: happy vs angry/disgust/fear/sad AUC and
     sign accuracy, the spread of the predictions, beside baselines from the same faces: a constant answer
     (AUC 0.5) and the expression encoder's own valence output (what the face branch starts from)."""
+    from core.features.expression import load_encoder
     from training.data import Dataset
     from training.expression import NEGATIVE, auc
     from training.trainer import predict
@@ -400,7 +401,10 @@ def face_metrics(model: Any, samples: list[Any], feature_dims: dict[str, int]) -
     emotions = np.array([str(s.meta["emotion"]) for s in samples])
     keep = (emotions == "happy") | np.isin(emotions, NEGATIVE)
     happy = emotions[keep] == "happy"
-    encoder_valence = np.array([float(s.features["vision"][0, 20 + 7]) for s in samples])
+    # a frame's encoder outputs end the vision row (profiles 2 and 3): 7 probabilities, the valence, the
+    # embedding; counting from the end finds the valence with or without the 20 geometric values first
+    col = feature_dims["vision"] - load_encoder().config.embed_dim - 1
+    encoder_valence = np.array([float(s.features["vision"][0, col]) for s in samples])
     return {
         "n": len(samples),
         "happy_vs_negative_auc": round(auc(pred[keep], happy), 4),

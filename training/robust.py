@@ -135,6 +135,33 @@ def drop_modalities(
     return batch.with_presence(keep)
 
 
+def relabel(before: ModalityBatch, after: ModalityBatch) -> ModalityBatch:
+    """Labels of a corrupted batch whose samples were assembled from separately labelled parts.
+
+    A cross-corpus pair's label is the mean of its parts' labels (``part_labels``), and its parts are
+    independent draws from different corpora: once a part is dropped, nothing left in the sample says what
+    its label was, so the target becomes the mean of the labelled parts still present. Asking for the old
+    mean would teach "words alone -> the words' label averaged with an unseen voice's", which shrinks every
+    single-modality score towards the other corpora's mean. A pair that lost all its labelled parts (only a
+    neutral GRID face left) gets them back: its label would have no source. Samples without part labels
+    (real recordings, whose modalities belong together) keep their label, as before.
+    """
+    parts, labels = after.part_labels, after.labels
+    if parts is None or labels is None:
+        return after
+    labelled = torch.isfinite(parts)
+    pair = labelled.any(1)
+    was = effective_presence(before)
+    keep = effective_presence(after)
+    orphan = pair & ~(keep & labelled).any(1)
+    if bool(orphan.any()):
+        after = after.with_presence(torch.where(orphan[:, None], before.presence, after.presence))
+        keep = torch.where(orphan[:, None], was, keep)
+    weight = (keep & labelled).to(parts.dtype)
+    mean = (torch.nan_to_num(parts) * weight).sum(1) / weight.sum(1).clamp_min(1.0)
+    return after.with_labels(torch.where(pair, mean, labels.to(parts.dtype)))
+
+
 def drop_frames(
     batch: ModalityBatch,
     drops: dict[str, Tensor],
@@ -198,9 +225,10 @@ def _feature_gap(student: Tensor, teacher: Tensor, kind: str, temperature: float
     )
 
 
-def _distill_features(out: Any, present: Tensor) -> list[tuple[Tensor, Tensor]]:
-    """(features, row mask) pairs to align: FTRE outputs per modality, and the fused representation."""
-    pairs: list[tuple[Tensor, Tensor]] = [(out.fused, torch.ones_like(present[:, 0]))]
+def _distill_features(out: Any, present: Tensor, fused_rows: Tensor) -> list[tuple[Tensor, Tensor]]:
+    """(features, row mask) pairs to align: FTRE outputs per modality, and the fused representation on
+    ``fused_rows``."""
+    pairs: list[tuple[Tensor, Tensor]] = [(out.fused, fused_rows)]
     mods = getattr(out, "modalities", None) or {}
     for i, m in enumerate(MODALITIES):
         if m not in mods:
@@ -219,13 +247,15 @@ class RobustTraining:
         self.unk_id = unk_id
 
     def corrupt(self, batch: ModalityBatch) -> ModalityBatch:
+        """Dropped frames and modalities; a cross-corpus pair's label follows the parts it still has."""
         c = self.cfg
+        out = batch
         if c.frame_dropout > 0:
-            drops = random_frame_drops(batch, c.frame_dropout)
-            batch = drop_frames(batch, drops, c.frame_fill, self.unk_id, c.text_fill)
+            drops = random_frame_drops(out, c.frame_dropout)
+            out = drop_frames(out, drops, c.frame_fill, self.unk_id, c.text_fill)
         if c.modality_dropout > 0:
-            batch = drop_modalities(batch, c.modality_dropout)
-        return batch
+            out = drop_modalities(out, c.modality_dropout)
+        return relabel(batch, out)
 
     def distill_loss(
         self, model: nn.Module, batch: ModalityBatch, teacher: Any
@@ -234,9 +264,12 @@ class RobustTraining:
         c = self.cfg
         student_batch = self.corrupt(batch)
         student = model(student_batch)
-        assert batch.labels is not None
-        labels = batch.labels.to(student.score.dtype)
+        assert batch.labels is not None and student_batch.labels is not None
+        labels = student_batch.labels.to(student.score.dtype)
         present = effective_presence(student_batch) & effective_presence(batch)
+        # rows whose target changed (a pair lost a labelled part) are not pulled towards the teacher, who
+        # saw that part: what it knew cannot be recovered from the independent parts that are left
+        same = labels == batch.labels.to(labels.dtype)
         terms: dict[str, Tensor] = {"student_mp": nn.functional.mse_loss(student.score, labels)}
         directions = (
             [(student, teacher)]
@@ -248,10 +281,13 @@ class RobustTraining:
         )
         pred = feat = labels.new_zeros(())
         for moving, target in directions:
-            pred = pred + nn.functional.mse_loss(moving.score, target.score.detach())
+            if bool(same.any()):
+                pred = pred + nn.functional.mse_loss(moving.score[same], target.score[same].detach())
             gaps = []
             for (fm, rows), (ft, _) in zip(
-                _distill_features(moving, present), _distill_features(target, present), strict=True
+                _distill_features(moving, present, same),
+                _distill_features(target, present, same),
+                strict=True,
             ):
                 if bool(rows.any()):
                     gaps.append(_feature_gap(fm[rows], ft[rows].detach(), c.distill_kind, c.temperature))

@@ -208,15 +208,15 @@ class Trainer:
     def train_step(self, batch: Any) -> dict[str, float]:
         self.model.train()
         self.loss.train()
-        labels = batch.labels
         distill = self.robust is not None and self.robust.cfg.distill
         if self.robust is not None and not distill:
-            batch = self.robust.corrupt(batch)
+            batch = self.robust.corrupt(batch)  # a cross-corpus pair's label follows its remaining parts
+        labels = batch.labels
         out = self.net(batch)
         if self.critic_optimizer is not None and self.critic_schedule == "batch":
             self._critic_step(out, labels)
         self.optimizer.zero_grad(set_to_none=True)
-        result = self.loss(out, labels)
+        result = self.loss(out, labels, batch.part_labels)
         total, terms = result.total, dict(result.terms)
         if distill:
             assert self.robust is not None

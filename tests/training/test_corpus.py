@@ -8,10 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from training.corpus import (
     EMODB_OVERSAMPLE,
+    EMODB_TEST_SPEAKERS,
+    EMODB_VALID_SPEAKERS,
     PairPlan,
+    _current_splits,
     _load_source,
     _save_source,
     balance_voices,
@@ -19,7 +23,7 @@ from training.corpus import (
     extract_sources,
     make_pairs,
 )
-from training.data import Sample
+from training.data import Sample, collate
 
 
 def _subset(dst: Path, keep: list[dict[str, str]], fields: list[str]) -> None:
@@ -44,7 +48,7 @@ def mini_shared(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     _subset(root / "MOSI/label.csv", keep, list(mosi[0]))
     emo = _rows(shared_data / "voice/emodb/labels.csv")
     picked = []
-    for spk in ("03", "09", "10", "11"):  # test, valid, train, train
+    for spk in ("03", "09", "10", "11"):  # test, valid, valid, train
         for emotion in ("happiness", "neutral", "anger", "sadness"):
             picked += [r for r in emo if r["speaker"] == spk and r["emotion"] == emotion][:1]
     _subset(root / "voice/emodb/labels.csv", picked, list(emo[0]))
@@ -70,8 +74,10 @@ def mini_shared(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def test_sources_have_live_features_and_honest_splits(mini_shared: Path, tmp_path: Path) -> None:
     sources, profile = extract_sources(mini_shared, tmp_path / "cache")
     dims = {m: v["dim"] for m, v in profile.items() if v}
-    # audio: Whisper tiny.en encoder states + 45 prosody values (profile v3); vision v2: geometry + expression
-    assert dims["audio"] == 384 + 45 and dims["vision"] == 60 and dims["text"] == 384
+    # audio: Whisper tiny.en encoder states + 45 prosody values (profile v3); vision v3: the expression
+    # encoder's 7 probabilities + valence + 32-d embedding, no geometry (FER's is not video's)
+    assert dims["audio"] == 384 + 45 and dims["vision"] == 40 and dims["text"] == 384
+    assert profile["vision"]["version"] == "3"
     assert profile["audio"]["name"] == "whisper-encoder" and profile["audio"]["frame_rate"] == 10.0
     assert len(sources["mosi"]) == 36 and len(sources["emodb"]) == 16 and len(sources["paa"]) == 4
     for s in sources["mosi"]:
@@ -91,9 +97,9 @@ def test_sources_have_live_features_and_honest_splits(mini_shared: Path, tmp_pat
     assert 14 <= len(fer) <= 18  # FaceMesh finds almost every (upscaled, padded) FER face
     assert {s.label for s in fer} == {2.0, -2.0, 0.0}
     assert all(s.features["text"] is None and s.features["audio"] is None for s in fer)
-    assert all(s.features["vision"].shape == (2 if s.meta["split"] == "train" else 1, 60) for s in fer)
-    happy = np.mean([s.features["vision"][0, 20 + 7] for s in fer if s.label > 0])  # encoder valence
-    sad = np.mean([s.features["vision"][0, 20 + 7] for s in fer if s.label < 0])
+    assert all(s.features["vision"].shape == (2 if s.meta["split"] == "train" else 1, 40) for s in fer)
+    happy = np.mean([s.features["vision"][0, 7] for s in fer if s.label > 0])  # encoder valence
+    sad = np.mean([s.features["vision"][0, 7] for s in fer if s.label < 0])
     assert happy > 0.3 and sad < -0.1
     # the cache gives back exactly what was extracted
     again, _ = extract_sources(mini_shared, tmp_path / "cache")
@@ -130,7 +136,19 @@ def test_pairs_average_labels_and_faces_add_nothing() -> None:
         assert p.label == pytest.approx(np.mean(parts))
         if p.features["vision"] is not None:
             assert 5 <= p.features["vision"].shape[0] <= 15
+        # each modality's own label, for the relabelling of a dropped part (the GRID face has none)
+        own = p.meta["part_labels"]
+        assert [v is not None for v in own] == [
+            p.features["text"] is not None,
+            p.features["audio"] is not None,
+            False,
+        ]
+        assert sorted(v for v in own if v is not None) == sorted(parts)
     assert {p.meta["source"] for p in pairs} == {"pair-ta", "pair-tav", "pair-av", "pair-tv"}
+    batch = collate(pairs[:4] + text[:1], {"text": 4, "audio": 2, "vision": 3})
+    assert batch.part_labels is not None and batch.part_labels.shape == (5, 3)
+    assert torch.isnan(batch.part_labels[4]).all()  # a plain sample: no parts
+    assert collate(text, {"text": 4, "audio": 2, "vision": 3}).part_labels is None
 
 
 def test_balance_voices_oversamples_positive_and_neutral() -> None:
@@ -173,6 +191,21 @@ def test_cache_round_trip(tmp_path: Path) -> None:
     np.testing.assert_array_equal(back[0].features["text"], samples[0].features["text"])
     assert back[0].text == "hi" and back[1].features["text"] is None and back[1].meta == {"x": 1}
     assert back[1].features["audio"].shape == (4, 3) and back[1].label == -2.0
+
+
+def test_a_cached_emodb_split_follows_the_current_speakers(tmp_path: Path) -> None:
+    """A cache written when the valid speakers were others still loads with today's splits."""
+    speakers = [*EMODB_TEST_SPEAKERS, *EMODB_VALID_SPEAKERS, "11"]
+    stale = [
+        Sample(f"emodb/{k}", {"text": None, "audio": np.ones((2, 3), np.float32), "vision": None}, 0.0,
+               None, f"emodb-{k}", {"source": "emodb", "split": "train", "emotion": "neutral"})
+        for k in speakers
+    ]  # fmt: skip
+    _save_source(tmp_path / "emodb", stale)
+    back = _current_splits("emodb", _load_source(tmp_path / "emodb") or [])
+    want = ["test"] * len(EMODB_TEST_SPEAKERS) + ["valid"] * len(EMODB_VALID_SPEAKERS) + ["train"]
+    assert [s.meta["split"] for s in back] == want and len(EMODB_VALID_SPEAKERS) == 2
+    assert _current_splits("paa", stale[:1])[0].meta["split"] == "train"  # other sources: as cached
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ from training.robust import (
     drop_frames,
     drop_modalities,
     effective_presence,
+    relabel,
 )
 from training.synthetic import planted_splits
 from training.trainer import TrainConfig, Trainer
@@ -69,6 +70,42 @@ def test_drop_modalities_rate_and_never_all() -> None:
     # 0.4 per modality, a bit less because a sample that would lose everything keeps one
     assert 0.30 < rate < 0.40, rate
     assert effective_presence(out).sum() == kept.sum()
+
+
+def test_a_pair_that_loses_a_part_is_labelled_by_the_parts_it_keeps() -> None:
+    """Cross-corpus pairs (label = mean of independent parts): words +2 with a voice -2 is labelled 0; drop
+    the voice and the words alone must learn +2, not 0. A pair left with only an unlabelled GRID face gets
+    its parts back; a real recording (no part labels) keeps its label."""
+    nan = float("nan")
+    before = _batch(b=4)
+    parts = torch.tensor([[2.0, -2.0, nan], [2.0, -2.0, nan], [1.0, nan, nan], [nan, nan, nan]])
+    before = ModalityBatch(
+        before.features, before.masks, before.presence, torch.tensor([0.0, 0.0, 1.0, 0.7]), parts
+    )
+    dropped = torch.tensor(
+        [[True, False, True], [False, True, True], [False, True, True], [True, False, True]]
+    )
+    after = relabel(before, before.with_presence(dropped))
+    assert after.labels is not None
+    assert after.labels.tolist() == pytest.approx([2.0, -2.0, 1.0, 0.7])
+    assert after.presence[2].tolist() == [True, True, True]  # the orphaned pair got its words back
+    assert after.presence[[0, 1, 3]].tolist() == dropped[[0, 1, 3]].tolist()
+    unchanged = relabel(before, before)
+    assert unchanged.labels is not None and unchanged.labels.tolist() == pytest.approx([0.0, 0.0, 1.0, 0.7])
+    # the unimodal heads learn each part's own label where there is one
+    cfg = build_config({"text": 4, "audio": 4, "vision": 4}, (-3.0, 3.0), "small")
+    torch.manual_seed(0)
+    model, loss = FINE(cfg), FineLoss(cfg)
+    out = model(before)
+    assert out.unimodal is not None
+    with torch.no_grad():
+        up_parts = loss(out, before.labels, parts).terms["up"]
+        up_mean = loss(out, before.labels).terms["up"]
+        target = torch.where(torch.isfinite(parts), parts, before.labels[:, None])
+        want = ((out.unimodal - target) ** 2).mean()
+    assert float(up_parts) == pytest.approx(float(want), rel=1e-5) and float(up_parts) != pytest.approx(
+        float(up_mean)
+    )
 
 
 def test_drop_frames_zero_mask_and_unk() -> None:
