@@ -100,8 +100,8 @@ def card_description(text_encoder: str, voice: str = "handmade", adapter_rank: i
 CARD_DESCRIPTION = (
     "The default model shipped with fine-msa: FINE (small preset) on features this installation computes "
     "live ({text}, {voice}, "
-    "60-d face features at 5 fps: FaceMesh geometry + the FER-2013 expression encoder's probabilities, "
-    "valence and embedding). Scores are on the CMU-MOSI scale [-3, 3]."
+    "40-d face features at 5 fps: the FER-2013 expression encoder's probabilities, valence and embedding "
+    "of a face crop aligned by FaceMesh). Scores are on the CMU-MOSI scale [-3, 3]."
 )
 
 MELD_TEXT = (
@@ -119,14 +119,16 @@ TRAINING_DATA: dict[str, str] = {
     "vision": "FER-2013 faces (face-only samples, label 2 x the expression's valence: happy +2; angry, "
     "disgust, fear, sad -2; neutral 0; surprise +0.5; 4000 train / 600 valid images drawn at random, the "
     "whole test split for testing) seen through the run-time path (FaceMesh, aligned crop, the FER-2013 "
-    "expression encoder in core/features/assets/expression, which was trained on FER-2013 train only), plus "
+    "expression encoder in core/features/assets/expression, which was trained on FER-2013 train only; the "
+    "encoder's outputs only, not the landmark geometry, which FER's 48-px crops do not give as video does), plus "
     "the 11 GRID talking faces (neutral read commands, label 0). FER-2013's licence is not stated by its "
     "creators; it is the standard research benchmark (see the encoder's card). Posed, tightly cropped, "
     "low-resolution gray faces: expect weaker readings on subtle everyday expressions.",
     "fusion": "Real corpora never pair a labelled transcript with a labelled voice or face, so the fusion "
     "learned from cross-corpus pairs (a MOSI transcript + an EmoDB voice and/or a face: a FER-2013 face, "
     "whose label joins the mean, 4 times in 5, else a neutral GRID face, which does not), drawn within a "
-    "split. Test numbers use single-source samples.",
+    "split; a pair that loses a part to modality dropout is labelled by the parts it keeps, and each "
+    "modality's unimodal head learns its own part's label. Test numbers use single-source samples.",
 }
 
 
@@ -429,12 +431,16 @@ def caveats(per_source: dict[str, Any]) -> list[str]:
         word = "below" if ours < theirs else "at or above"
         return f"{key} {ours:.2f}, {word} a ridge on pooled features of the same samples: {theirs:.2f}"
 
+    from training.corpus import EMODB_TEST_SPEAKERS, EMODB_VALID_SPEAKERS
+
     fer = per_source.get("fer") or {}
     neutral = (fer.get("mean_score_by_emotion") or {}).get("neutral")
+    train_speakers = 10 - len(EMODB_TEST_SPEAKERS) - len(EMODB_VALID_SPEAKERS)  # EmoDB has 10 speakers
     out = [
         "Words: learned from 1,284 English movie-review monologues (CMU-MOSI); conversation, other "
         f"domains and other languages are out of domain (MOSI test {vs_ridge('mosi', 'Corr')}).",
-        "Voice: learned from acted German emotion (EmoDB, 8 training speakers) through Whisper tiny.en's "
+        f"Voice: learned from acted German emotion (EmoDB, {train_speakers} training speakers) through "
+        "Whisper tiny.en's "
         f"encoder states; 2 held-out speakers: {vs_ridge('emodb', 'Corr')}. Acted emotion is not everyday "
         "speech, and flat or synthetic voices are heard as negative: treat the voice contribution as a "
         "cue, not a measurement.",
