@@ -129,7 +129,7 @@ fi
 case "$action" in
   demo)
     # The main job on the bundled default: score the bundled demo clip with the shipped default model
-    # (offline: packaged Whisper tiny.en, MiniLM and FaceMesh); prints the timeline and the report path.
+    # (offline: packaged Whisper tiny.en, the joined mpnet and FaceMesh); prints the timeline and the report path.
     exec "$VENV/bin/fine" score app/assets/demo/demo.mp4 --out runs/demo --no-progress "$@"
     ;;
   test)
