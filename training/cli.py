@@ -87,6 +87,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--patience", type=int, default=8, help="epochs without a better valid loss before stopping"
     )
+    p.add_argument(
+        "--warmup-epochs",
+        type=int,
+        default=0,
+        help="first train each branch and its unimodal head on the single-modality samples for this "
+        "many epochs, then everything",
+    )
     p.add_argument("--seed", type=int, default=1111)
     p.add_argument("--seeds", type=_int_list, help="several seeds, e.g. 1111,1112,1113 (mean ± std reported)")
     p.add_argument(
@@ -122,7 +129,10 @@ def robust_config(args: argparse.Namespace) -> robust.RobustConfig:
 def train_run(args: argparse.Namespace) -> TrainRun:
     """The parsed ``fine train`` arguments as a validated :class:`TrainRun` (option files read)."""
     rob = robust_config(args)  # a bad option fails before any data is loaded
-    names = "epochs max_steps batch_size lr lr_text critic_lr weight_decay grad_clip patience seed progress"
+    names = (
+        "epochs max_steps batch_size lr lr_text critic_lr weight_decay grad_clip patience warmup_epochs seed "
+        "progress"
+    )
     train = from_args(TrainConfig, args, names)
     return TrainRun(
         data=args.data,

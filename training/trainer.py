@@ -51,6 +51,10 @@ class TrainConfig:
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
     patience: int = 8  # epochs without a better validation loss before stopping
+    # unimodal warm-up: the first epochs train on the samples that hold one modality only (each branch
+    # and its unimodal head on its own labelled data), then fusion on everything; the best epoch and the
+    # patience count only after it
+    warmup_epochs: int = 0
     seed: int = 1111
     eval_batch_size: int = 64
     bucket: bool = True  # batch similar lengths together (less padding; big win for text encoders)
@@ -68,6 +72,21 @@ class TrainConfig:
             self.grad_clip >= 0 and self.weight_decay >= 0,
             "train.grad_clip and train.weight_decay must be >= 0",
         )
+        check(
+            0 <= self.warmup_epochs < self.epochs,
+            f"train.warmup_epochs must be in [0, epochs), got {self.warmup_epochs}",
+        )
+
+
+def unimodal_part(data: Dataset) -> Dataset:
+    """The samples of ``data`` that hold exactly one modality (the warm-up's data); all of ``data`` when
+    it has none (a warm-up on nothing would skip training)."""
+    idx = [i for i, s in enumerate(data.samples) if sum(x is not None for x in s.features.values()) == 1]
+    if not idx:
+        log.warning("%s has no single-modality samples: the warm-up trains on everything", data.name)
+        return data
+    log.info("unimodal warm-up on %d of %d samples", len(idx), len(data))
+    return data.subset(idx)
 
 
 @dataclass
@@ -360,13 +379,17 @@ class Trainer:
         done = st["bad_epochs"] >= self.cfg.patience or (
             self.cfg.max_steps is not None and self.step >= self.cfg.max_steps
         )
+        unimodal = unimodal_part(train) if self.cfg.warmup_epochs else train
         for epoch in range(st["epoch"] + 1, self.cfg.epochs):
             if done:
                 break
-            row = self._train_epoch(train, epoch, rng)
+            warm = epoch < self.cfg.warmup_epochs
+            row = self._train_epoch(unimodal if warm else train, epoch, rng)
             if valid is not None and len(valid):
                 row["valid_loss"] = self._valid_loss(valid)
-                if row["valid_loss"] < st["best"]:
+                if warm:
+                    pass  # the model has not seen a fused sample yet: not a candidate
+                elif row["valid_loss"] < st["best"]:
                     st.update(best=row["valid_loss"], best_epoch=epoch, bad_epochs=0)
                     best_state = _trainable_state(self.model)
                     if self.run_dir is not None and main:

@@ -82,3 +82,39 @@ def test_mmim_trains_with_epoch_critics():
     assert any(not torch.equal(a, b) for a, b in zip(ba, loss.critic_parameters()))
     assert res.history[-1]["train_l1"] < res.history[0]["train_l1"]
     assert res.best_valid_loss < 1.2  # validation MAE (labels span [-3, 3]; predicting 0 gives ~1.2)
+
+
+def test_unimodal_warmup_trains_single_modality_samples_first(tmp_path: Path):
+    """Warm-up epochs see only the samples that hold one modality; the best epoch comes after them."""
+    from core.config import ConfigError
+    from training.data import Sample
+    from training.trainer import unimodal_part
+
+    splits = planted_splits(n_train=64, n_valid=32, n_test=16, seed=3)
+    train = splits["train"]
+    singles = [
+        Sample(f"only-{m}-{i}", {k: (s.features[k] if k == m else None) for k in s.features}, s.label)
+        for i, s in enumerate(train.samples[:24])
+        for m in ("text", "audio")
+    ]
+    mixed = train.subset(range(len(train)))
+    mixed.samples = list(train.samples) + singles
+    part = unimodal_part(mixed)
+    assert len(part) == len(singles) and all(s.id.startswith("only-") for s in part.samples)
+    assert unimodal_part(train).samples == train.samples  # nothing single-modality: everything
+
+    seen: list[int] = []
+    model, loss = _setup(splits)
+    tr = Trainer(model, loss, TrainConfig(epochs=3, batch_size=16, seed=5, warmup_epochs=2))
+    original = tr._train_epoch
+
+    def spy(data, epoch, rng):
+        seen.append(len(data))
+        return original(data, epoch, rng)
+
+    tr._train_epoch = spy  # type: ignore[method-assign]
+    res = tr.fit(mixed, splits["valid"])
+    assert seen == [len(singles), len(singles), len(mixed)]
+    assert res.best_epoch == 2 and len(res.history) == 3
+    with pytest.raises(ConfigError, match="warmup_epochs"):
+        TrainConfig(epochs=3, warmup_epochs=3)
