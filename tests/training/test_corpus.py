@@ -210,7 +210,7 @@ def test_a_cached_emodb_split_follows_the_current_speakers(tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_build_default_writes_a_carded_model(mini_shared: Path, tmp_path: Path, monkeypatch, capsys) -> None:
-    """``fine build-default`` end to end on the real subset (1 epoch): an artifact with the live feature
+    """``fine build-default`` end to end on the real subset (2 epochs, one of warm-up): an artifact with the live feature
     profile, fitted input standardisation and a card with per-source held-out numbers."""
     from core.artifact import load_model, read_config
     from training.default_model import RECIPE, main
@@ -221,12 +221,14 @@ def test_build_default_writes_a_carded_model(mini_shared: Path, tmp_path: Path, 
     out = tmp_path / "model"
     # one epoch on 36 texts / 16 voices / 16 faces leaves a branch nearly flat: the collapse check (tested
     # in test_diagnose.py, and passed by the shipped model) is lowered so the card path runs end to end
-    argv = ["--data", str(mini_shared), "--out", str(out), "--epochs", "1", "--threads", "1"]
+    # two epochs: the recipe's unimodal warm-up gets one (it always leaves one epoch of fusion)
+    argv = ["--data", str(mini_shared), "--out", str(out), "--epochs", "2", "--threads", "1"]
     # two seeds trained in two processes; the better one on the branches' valid numbers is kept
     argv += ["--text-adapter-epochs", "1"]  # the encoder tuned to sentiment first (on 12 texts here)
     assert main([*argv, "--min-spread", "0.0001", "--seeds", "7,8", "--jobs", "2"]) == 0
     meta = read_config(out)
     card = meta["card"]
+    assert card["recipe"]["epochs"] == 2 and card["recipe"]["warmup_epochs"] == 1
     assert card["name"] == "fine-default-live" and set(card["training_data"]) >= {
         "text",
         "audio",
