@@ -151,15 +151,15 @@ def relabel(before: ModalityBatch, after: ModalityBatch) -> ModalityBatch:
         return after
     labelled = torch.isfinite(parts)
     pair = labelled.any(1)
-    was = effective_presence(before)
     keep = effective_presence(after)
     orphan = pair & ~(keep & labelled).any(1)
     if bool(orphan.any()):
         after = after.with_presence(torch.where(orphan[:, None], before.presence, after.presence))
-        keep = torch.where(orphan[:, None], was, keep)
+        keep = effective_presence(after)  # a part whose every frame was dropped stays absent
     weight = (keep & labelled).to(parts.dtype)
     mean = (torch.nan_to_num(parts) * weight).sum(1) / weight.sum(1).clamp_min(1.0)
-    return after.with_labels(torch.where(pair, mean, labels.to(parts.dtype)))
+    # a pair with no labelled part left even so (frame dropout took all of its frames) keeps its label
+    return after.with_labels(torch.where(pair & (weight.sum(1) > 0), mean, labels.to(parts.dtype)))
 
 
 def drop_frames(
@@ -192,7 +192,7 @@ def drop_frames(
             masks[m] = mask & ~drop
         else:
             feats[m] = x.masked_fill(drop[..., None], 0.0)
-    return ModalityBatch(feats, masks, batch.presence, batch.labels)
+    return ModalityBatch(feats, masks, batch.presence, batch.labels, batch.part_labels)
 
 
 def random_frame_drops(batch: ModalityBatch, max_rate: float) -> dict[str, Tensor]:

@@ -108,6 +108,24 @@ def test_a_pair_that_loses_a_part_is_labelled_by_the_parts_it_keeps() -> None:
     )
 
 
+def test_corrupt_keeps_part_labels_through_frame_dropout_and_relabels() -> None:
+    """The training corruption (frame dropout, then modality dropout) relabels pairs: every corrupted
+    pair's label is the mean of the parts it still has (the frame step used to lose the part labels)."""
+    nan = float("nan")
+    b = 400
+    base = _batch(b=b, seed=3)
+    parts = torch.tensor([[2.0, -2.0, nan]] * b)
+    batch = ModalityBatch(base.features, base.masks, base.presence, torch.zeros(b), parts)
+    torch.manual_seed(0)
+    out = RobustTraining(RobustConfig(modality_dropout=0.5, frame_dropout=0.3)).corrupt(batch)
+    assert out.part_labels is not None and out.labels is not None
+    keep = effective_presence(out)
+    # both parts, or neither (every frame of a restored part dropped: the label stays): 0; one: its own
+    want = torch.where(keep[:, 0] == keep[:, 1], 0.0, torch.where(keep[:, 0], 2.0, -2.0))
+    assert torch.equal(out.labels, want)
+    assert 0.2 < float((out.labels != 0).float().mean()) < 0.8  # about half the pairs lost a part
+
+
 def test_drop_frames_zero_mask_and_unk() -> None:
     batch = _batch()
     drops = {
