@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 #   because live input loses the face, the voice or the words all the time.
 RECIPE: dict[str, Any] = {
     "preset": "small",
-    "epochs": 12,  # 2 of unimodal warm-up (train_flags) + 10
+    "epochs": 12,  # the first warmup_epochs (below) of them the unimodal warm-up
     "patience": 4,
     "batch_size": 32,
     "lr": 5e-4,  # with FER-2013 faces in the corpus, 1e-3 peaked at epoch 1 (valid 1.15; 5e-4: 1.01 at epoch 4)
@@ -458,7 +458,7 @@ def caveats(per_source: dict[str, Any]) -> list[str]:
         f"domains and other languages are out of domain (MOSI test {vs_ridge('mosi', 'Corr')}).",
         f"Voice: learned from acted German emotion (EmoDB, {train_speakers} training speakers) through "
         "Whisper tiny.en's "
-        f"encoder states; 2 held-out speakers: {vs_ridge('emodb', 'Corr')}. Acted emotion is not everyday "
+        f"encoder states; {len(EMODB_TEST_SPEAKERS)} held-out speakers: {vs_ridge('emodb', 'Corr')}. Acted emotion is not everyday "
         "speech, and flat or synthetic voices are heard as negative: treat the voice contribution as a "
         "cue, not a measurement.",
         "Face: learned from FER-2013 (posed, low-resolution, gray, tightly cropped faces) through the "

@@ -156,10 +156,14 @@ def relabel(before: ModalityBatch, after: ModalityBatch) -> ModalityBatch:
     if bool(orphan.any()):
         after = after.with_presence(torch.where(orphan[:, None], before.presence, after.presence))
         keep = effective_presence(after)  # a part whose every frame was dropped stays absent
-    weight = (keep & labelled).to(parts.dtype)
+    kept = keep & labelled
+    # only a pair that lost a labelled part changes label: an intact pair keeps its stored label exactly
+    # (recomputing the mean in float32 differs from it in the last bit for about 1 pair in 4, which would
+    # wrongly count as a changed target); one with no labelled part left even so keeps it too
+    lost = pair & ((effective_presence(before) & labelled) != kept).any(1) & kept.any(1)
+    weight = kept.to(parts.dtype)
     mean = (torch.nan_to_num(parts) * weight).sum(1) / weight.sum(1).clamp_min(1.0)
-    # a pair with no labelled part left even so (frame dropout took all of its frames) keeps its label
-    return after.with_labels(torch.where(pair & (weight.sum(1) > 0), mean, labels.to(parts.dtype)))
+    return after.with_labels(torch.where(lost, mean, labels.to(parts.dtype)))
 
 
 def drop_frames(

@@ -277,13 +277,13 @@ class VisionFeatureExtractor:
         enc = self.expression_encoder
         if enc is not None:
             options["expression"] = enc.identity
+        if enc is None:
+            version = GEOMETRY_VERSION
+        else:
+            version = VERSION if self.config.geometry else EXPRESSION_VERSION
         return ModalityProfile(
             name=NAME,
-            version=GEOMETRY_VERSION
-            if enc is None
-            else VERSION
-            if self.config.geometry
-            else EXPRESSION_VERSION,
+            version=version,
             dim=self.dim,
             frame_rate=self.config.fps,
             options=options,

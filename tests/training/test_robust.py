@@ -92,6 +92,13 @@ def test_a_pair_that_loses_a_part_is_labelled_by_the_parts_it_keeps() -> None:
     assert after.presence[[0, 1, 3]].tolist() == dropped[[0, 1, 3]].tolist()
     unchanged = relabel(before, before)
     assert unchanged.labels is not None and unchanged.labels.tolist() == pytest.approx([0.0, 0.0, 1.0, 0.7])
+    # an intact pair keeps its stored label bit for bit (its float32 mean recomputed differs in the last bit)
+    odd = torch.tensor([[0.6, -2.0, 0.5]])
+    stored = torch.tensor([float(np.mean([0.6, -2.0, 0.5]))])
+    assert float(odd.sum() / 3) != float(stored[0])
+    one = ModalityBatch({m: x[:1] for m, x in before.features.items()}, {m: x[:1] for m, x in before.masks.items()},
+                        torch.ones(1, 3, dtype=torch.bool), stored, odd)  # fmt: skip
+    assert torch.equal(relabel(one, one).labels, stored)
     # the unimodal heads learn each part's own label where there is one
     cfg = build_config({"text": 4, "audio": 4, "vision": 4}, (-3.0, 3.0), "small")
     torch.manual_seed(0)
