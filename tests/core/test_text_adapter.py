@@ -148,20 +148,25 @@ def test_adapter_for_another_encoder_or_not_an_adapter_is_one_line(tiny: Path, t
         merge_adapter(target.backbone, junk)
 
 
-def test_trained_adapter_separates_the_labels_and_is_cached(tiny: Path, tmp_path: Path, monkeypatch) -> None:
-    """training.text_adapter on real (tiny) texts: the valid error falls below the untrained one, the kept
-    epoch is the best, and a second run with the same texts reuses the cached file (same digest, no
-    training)."""
+@pytest.mark.parametrize("loss", ["l1", "mse"])
+def test_trained_adapter_separates_the_labels_and_is_cached(
+    tiny: Path, tmp_path: Path, monkeypatch, loss: str
+) -> None:
+    """training.text_adapter on real (tiny) texts, under either loss: the valid error falls below the
+    untrained one, the kept epoch is the best, and a second run with the same texts reuses the cached file
+    (same digest, no training)."""
     from training import text_adapter as ta
 
     monkeypatch.setenv("FINE_CACHE_DIR", str(tmp_path / "cache"))
     texts = POSITIVE + NEGATIVE
     labels = np.array([2.0] * 5 + [-2.0] * 5)
     data = ta.Texts(texts, labels)
-    cfg = ta.AdapterTraining(encoder=str(tiny), rank=4, epochs=12, lr=2e-2, batch_size=4, threads=1)
+    cfg = ta.AdapterTraining(
+        encoder=str(tiny), rank=4, epochs=12, lr=2e-2, batch_size=4, threads=1, loss=loss
+    )
     record = ta.train_adapter(cfg, data, data, tmp_path / "a" / ADAPTER_FILE)
     maes = [e["valid_mae"] for e in record["epochs"]]
-    assert len(maes) == 12 and min(maes) < 0.8 * maes[0]
+    assert len(maes) == 12 and min(maes) < 0.8 * maes[0] and f"train_{loss}" in record["epochs"][0]
     assert record["best_epoch"] == 1 + int(np.argmin(maes))
     assert record["digest"] == adapter_digest(tmp_path / "a" / ADAPTER_FILE)
 
@@ -188,3 +193,11 @@ def test_frozen_embedding_cache_stays_in_its_folder_for_a_directory_encoder(
     np.save(files[0], first * 0 + 7.0)  # the second call returns what the cache holds
     assert float(embed(str(tiny), POSITIVE + NEGATIVE, cache)[0, 0]) == 7.0
     assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no partial file left
+
+
+def test_adapter_training_refuses_an_unknown_loss() -> None:
+    from core.errors import ConfigError
+    from training.text_adapter import AdapterTraining
+
+    with pytest.raises(ConfigError, match=r"text_adapter.loss must be one of \['l1', 'mse'\]"):
+        AdapterTraining(loss="huber")
