@@ -183,9 +183,10 @@ def _mosi(root: Path, ex: Any) -> list[Sample]:
     return out
 
 
-def meld_rows(root: Path) -> list[dict[str, str]]:
+def meld_rows(root: Path, train_max: int | None = MELD_TRAIN_MAX) -> list[dict[str, str]]:
     """MELD train + dev rows (utterance, sentiment, emotion, dialogue) with ``split`` set: dev -> test,
-    every MELD_VALID_EVERY-th train dialogue -> valid, a seeded MELD_TRAIN_MAX subset of the rest -> train."""
+    every MELD_VALID_EVERY-th train dialogue -> valid, a seeded ``train_max`` subset of the rest -> train
+    (``None``: all of it)."""
     rows: list[dict[str, str]] = []
     rng = np.random.default_rng(PAIR_SEED)
     for name in ("train", "dev"):
@@ -213,8 +214,8 @@ def meld_rows(root: Path) -> list[dict[str, str]]:
                 }
             )
         train = [k for k, r in enumerate(file_rows) if r["split"] == "train"]
-        if len(train) > MELD_TRAIN_MAX:
-            drop = set(np.asarray(train)[rng.permutation(len(train))[MELD_TRAIN_MAX:]].tolist())
+        if train_max is not None and len(train) > train_max:
+            drop = set(np.asarray(train)[rng.permutation(len(train))[train_max:]].tolist())
             file_rows = [r for k, r in enumerate(file_rows) if k not in drop]
         rows += file_rows
     return rows

@@ -41,6 +41,9 @@ def test_meld_rows_load_with_the_stated_labels_and_splits(meld_root: Path) -> No
     train_dias = {r["dialogue"] for r in rows if r["split"] == "train"}
     assert not valid_dias & train_dias and all(int(d.rsplit("-", 1)[1]) % 10 == 0 for d in valid_dias)
     assert meld_rows(meld_root) == rows  # the train subset is seeded
+    every = meld_rows(meld_root, train_max=None)  # the text adapter's: all train dialogues but valid's
+    assert Counter(r["split"] for r in every)["train"] == 9009 > MELD_TRAIN_MAX
+    assert [r for r in every if r["split"] != "train"] == [r for r in rows if r["split"] != "train"]
 
     samples = _meld(meld_root, SimpleNamespace(text=_FakeText()))
     assert len(samples) == len(rows)
@@ -95,3 +98,32 @@ def test_meld_metrics_sign_and_three_class() -> None:
 
     m = meld_metrics(np.array([1.0, -0.2, 0.3, -2.0]), np.array([1.0, -1.0, 0.0, -1.0]))
     assert m["pos_vs_neg_acc"] == 1.0 and m["acc_3"] == 0.75 and m["n"] == 4  # |score| < 0.5: neutral
+
+
+def test_adapter_texts_take_all_meld_train_and_skip_an_absent_meld(meld_root: Path, tmp_path: Path) -> None:
+    """The text adapter learns MOSI train + every MELD train utterance outside the valid dialogues (on the
+    MOSI scale); with no MELD folder it learns MOSI alone instead of failing."""
+    from training.default_model import adapter_texts
+
+    mosi_only = adapter_texts(meld_root, meld=False)
+    train, valid = adapter_texts(meld_root, meld=True)
+    assert len(train) == len(mosi_only[0]) + 9009 and len(valid) == len(mosi_only[1]) + 980
+    assert set(np.unique(train.labels[len(mosi_only[0]) :])) == set(MELD_SCORE.values())
+    (tmp_path / "MOSI").mkdir()
+    (tmp_path / "MOSI" / "label.csv").symlink_to(meld_root / "MOSI" / "label.csv")
+    assert len(adapter_texts(tmp_path, meld=True)[0]) == len(mosi_only[0])
+
+
+def test_card_says_where_meld_went(meld_root: Path, tmp_path: Path) -> None:
+    """The card's words text names MELD only where it was learned: the model's corpus (--meld), the
+    adapter (--adapter-meld, with an adapter), both, or neither; nothing when the data has no MELD."""
+    from training.default_model import MELD_ADAPTER_TEXT, MELD_TEXT, _parser, meld_text
+
+    def card(*flags: str, data: Path = meld_root, adapted: bool = True) -> str:
+        return meld_text(_parser().parse_args(["--data", str(data), "--out", "m", *flags]), adapted)
+
+    assert card() == ""  # the shipped recipe: MOSI only
+    assert card("--meld") == MELD_TEXT
+    assert card("--adapter-meld") == MELD_ADAPTER_TEXT and card("--adapter-meld", adapted=False) == ""
+    assert card("--meld", "--adapter-meld") == MELD_TEXT + MELD_ADAPTER_TEXT
+    assert card("--meld", "--adapter-meld", data=tmp_path) == ""
