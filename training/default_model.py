@@ -129,8 +129,8 @@ MELD_TEXT = (
     "utterances, every 10th train dialogue for valid, the dev file for test)."
 )
 MELD_ADAPTER_TEXT = (
-    " The text adapter that tunes the encoder learned MELD's train utterances too (all 9,009 outside "
-    "every 10th dialogue, which joins its valid texts; positive +1.48, neutral 0, negative -1.27)."
+    " The text adapter that tunes the encoder learned MELD's train utterances too (all outside every 10th "
+    "dialogue, which joins its valid texts; positive +1.48, neutral 0, negative -1.27)."
 )
 
 

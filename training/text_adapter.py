@@ -1,8 +1,9 @@
 """Tune a text adapter (``core.text_adapter``) to sentiment: the first step of ``fine build-default``.
 
 The encoder is frozen; low-rank updates of its attention and feed-forward layers and a linear head on
-its mean-pooled token states learn the labelled texts (L1 or squared error, :data:`LOSSES`; AdamW, a warm-up of 50 steps, or a quarter
-of all steps when that is fewer, then linear decay to zero). The head is thrown away: the model's words branch learns its own from the adapted token states.
+its mean-pooled token states learn the labelled texts (L1 or squared error, :data:`LOSSES`; AdamW, a
+warm-up of 50 steps, or a quarter of all steps when that is fewer, then linear decay to zero). The head is
+thrown away: the model's words branch learns its own from the adapted token states.
 The epoch with the lowest mean absolute error on the valid texts is kept. Adapters are cached by encoder,
 settings and training texts (``core.paths``), so a rebuild on the same data reuses the file.
 """
@@ -32,7 +33,8 @@ log = logging.getLogger(__name__)
 WARMUP_STEPS = 50
 # Squared error for texts with few distinct labels: MELD's three classes put on the MOSI scale are 47 %
 # neutral (0), and under L1 (whose best constant is the median) MOSI + all MELD train collapsed to a
-# constant in the first epoch (MELD valid Corr -0.05); under squared error it learned both (docs/TEXT_ENCODERS.md).
+# constant in the first epoch (MELD valid Corr -0.05); under squared error it learned both
+# (docs/TEXT_ENCODERS.md).
 LOSSES = {"l1": nn.functional.l1_loss, "mse": nn.functional.mse_loss}
 
 
