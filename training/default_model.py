@@ -272,17 +272,18 @@ def adapter_texts(root: Path, meld: bool) -> tuple[Any, Any]:
     from training.text_adapter import Texts
 
     rows = [r for r in _csv(root / "MOSI" / "label.csv") if r["text"].strip()]
-    parts: dict[str, tuple[list[str], list[float]]] = {"train": ([], []), "valid": ([], [])}
+    parts: dict[str, list[tuple[str, float, str]]] = {"train": [], "valid": []}
     for r in rows:
         if r["mode"] in parts:
-            parts[r["mode"]][0].append(r["text"].strip())
-            parts[r["mode"]][1].append(float(r["label"]))
+            parts[r["mode"]].append((r["text"].strip(), float(r["label"]), "mosi"))
     if meld and (root / "MELD").is_dir():  # absent: the corpus warns, the words learn MOSI alone
         for r in meld_rows(root, train_max=None):
             if r["split"] in parts:
-                parts[r["split"]][0].append(r["text"])
-                parts[r["split"]][1].append(MELD_SCORE[r["sentiment"]])
-    train, valid = (Texts(t, np.array(y, dtype=np.float64)) for t, y in parts.values())
+                parts[r["split"]].append((r["text"], MELD_SCORE[r["sentiment"]], "meld"))
+    train, valid = (
+        Texts([t for t, _, _ in part], np.array([y for _, y, _ in part]), [c for _, _, c in part])
+        for part in parts.values()
+    )
     return train, valid
 
 

@@ -60,13 +60,37 @@ class AdapterTraining:
 
 @dataclass(frozen=True)
 class Texts:
-    """Labelled texts of one split (labels on the model's scale)."""
+    """Labelled texts of one split (labels on the model's scale) and, optionally, the corpus each came
+    from (``mosi``, ``meld``): the training record then scores the valid texts per corpus too."""
 
     texts: list[str]
     labels: np.ndarray
+    sources: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        check(
+            self.sources is None or len(self.sources) == len(self.texts),
+            f"Texts: {len(self.texts)} texts but {len(self.sources or [])} sources",
+        )
 
     def __len__(self) -> int:
         return len(self.texts)
+
+
+def by_source(pred: np.ndarray, data: Texts) -> dict[str, dict[str, float]]:
+    """Per corpus of ``data``: texts, mean absolute error, and the sign accuracy on its texts with a
+    non-zero label (MOSI's Non0 Acc-2; MELD's positive-vs-negative). Empty without sources."""
+    out: dict[str, dict[str, float]] = {}
+    for source in sorted(set(data.sources or [])):
+        on = np.array([s == source for s in data.sources or []])
+        y, p = data.labels[on], pred[on]
+        polar = y != 0
+        out[source] = {
+            "texts": int(on.sum()),
+            "mae": round(float(np.mean(np.abs(p - y))), 4),
+            "non0_acc_2": round(float(np.mean((p[polar] > 0) == (y[polar] > 0))), 4) if polar.any() else None,
+        }
+    return out
 
 
 def cache_key(cfg: AdapterTraining, train: Texts, valid: Texts) -> str:
@@ -79,7 +103,7 @@ def cache_key(cfg: AdapterTraining, train: Texts, valid: Texts) -> str:
 
 def train_adapter(cfg: AdapterTraining, train: Texts, valid: Texts, out: Path) -> dict[str, Any]:
     """Write the adapter to ``out`` (reused from the cache when the same training was done before); a
-    record of the training: per-epoch train loss and valid MAE, the epoch kept, seconds, the digest."""
+    record of the training: per-epoch train loss and valid MAE (and per corpus, :func:`by_source`), the epoch kept, seconds, the digest."""
     from core.paths import cache_dir
     from core.text_adapter import adapter_digest
 
@@ -164,12 +188,14 @@ def _train(cfg: AdapterTraining, train: Texts, valid: Texts, path: Path) -> dict
                 opt.step()
                 sched.step()
                 total += float(loss.detach()) * len(batch)
-            mae = float(np.mean(np.abs(predict(valid.texts) - valid.labels)))
+            pred = predict(valid.texts)
+            mae = float(np.mean(np.abs(pred - valid.labels)))
             epochs.append(
                 {
                     "epoch": epoch,
                     f"train_{cfg.loss}": round(total / len(train), 4),
                     "valid_mae": round(mae, 4),
+                    **({"valid_by_source": by_source(pred, valid)} if valid.sources else {}),
                 }
             )
             log.info("text adapter epoch %d: %s", epoch, epochs[-1])

@@ -109,6 +109,8 @@ def test_adapter_texts_take_all_meld_train_and_skip_an_absent_meld(meld_root: Pa
     train, valid = adapter_texts(meld_root, meld=True)
     assert len(train) == len(mosi_only[0]) + 9009 and len(valid) == len(mosi_only[1]) + 980
     assert set(np.unique(train.labels[len(mosi_only[0]) :])) == set(MELD_SCORE.values())
+    assert train.sources.count("meld") == 9009 and valid.sources.count("mosi") == len(mosi_only[1])
+    assert set(mosi_only[0].sources) == {"mosi"}
     (tmp_path / "MOSI").mkdir()
     (tmp_path / "MOSI" / "label.csv").symlink_to(meld_root / "MOSI" / "label.csv")
     assert len(adapter_texts(tmp_path, meld=True)[0]) == len(mosi_only[0])
