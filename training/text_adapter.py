@@ -27,6 +27,7 @@ from torch import nn
 
 from core.config import TextEncoderConfig
 from core.errors import check, check_at_least
+from training.metrics import regression_metrics
 
 log = logging.getLogger(__name__)
 
@@ -78,17 +79,16 @@ class Texts:
 
 
 def by_source(pred: np.ndarray, data: Texts) -> dict[str, dict[str, float]]:
-    """Per corpus of ``data``: texts, mean absolute error, and the sign accuracy on its texts with a
-    non-zero label (MOSI's Non0 Acc-2; MELD's positive-vs-negative). Empty without sources."""
+    """Per corpus of ``data``: its texts, MAE, Corr and Non0 Acc-2 (``training.metrics``; on MELD's labels
+    the positive-vs-negative accuracy). Empty without sources."""
+    sources = np.asarray(data.sources or [])
     out: dict[str, dict[str, float]] = {}
-    for source in sorted(set(data.sources or [])):
-        on = np.array([s == source for s in data.sources or []])
-        y, p = data.labels[on], pred[on]
-        polar = y != 0
+    for source in sorted(set(sources.tolist())):
+        on = sources == source
+        m = regression_metrics(pred[on], data.labels[on])
         out[source] = {
             "texts": int(on.sum()),
-            "mae": round(float(np.mean(np.abs(p - y))), 4),
-            "non0_acc_2": round(float(np.mean((p[polar] > 0) == (y[polar] > 0))), 4) if polar.any() else None,
+            **{k.lower(): round(m[k], 4) for k in ("MAE", "Corr", "Non0_acc_2")},
         }
     return out
 
@@ -103,7 +103,8 @@ def cache_key(cfg: AdapterTraining, train: Texts, valid: Texts) -> str:
 
 def train_adapter(cfg: AdapterTraining, train: Texts, valid: Texts, out: Path) -> dict[str, Any]:
     """Write the adapter to ``out`` (reused from the cache when the same training was done before); a
-    record of the training: per-epoch train loss and valid MAE (and per corpus, :func:`by_source`), the epoch kept, seconds, the digest."""
+    record of the training: per-epoch train loss and valid MAE (also per corpus: :func:`by_source`), the
+    epoch kept, seconds, the digest."""
     from core.paths import cache_dir
     from core.text_adapter import adapter_digest
 

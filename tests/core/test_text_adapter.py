@@ -167,7 +167,7 @@ def test_trained_adapter_separates_the_labels_and_is_cached(
     record = ta.train_adapter(cfg, data, data, tmp_path / "a" / ADAPTER_FILE)
     maes = [e["valid_mae"] for e in record["epochs"]]
     assert len(maes) == 12 and min(maes) < 0.8 * maes[0] and f"train_{loss}" in record["epochs"][0]
-    # per corpus: the two corpora's MAEs average to the whole's (5 texts each); the sign accuracy rises
+    # per corpus: the two corpora's MAEs average to the whole's (5 texts each); signs above chance
     for e in record["epochs"]:
         parts = e["valid_by_source"]
         assert [parts[c]["texts"] for c in ("neg", "pos")] == [5, 5]
