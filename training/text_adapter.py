@@ -174,7 +174,8 @@ def _train(cfg: AdapterTraining, train: Texts, valid: Texts, path: Path) -> dict
             opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, 1.0 - s / steps)
         )
         loss_fn = LOSSES[cfg.loss]
-        epochs, best, best_mae = [], None, math.inf
+        epochs: list[dict[str, Any]] = []
+        best, best_mae = None, math.inf
         t0 = time.perf_counter()
         for epoch in range(1, cfg.epochs + 1):
             backbone.train()
