@@ -102,7 +102,8 @@ class VoiceFeatureExtractor:
     The Whisper model always runs on one CTranslate2 thread (:data:`VOICE_THREADS`): its int8 kernels sum
     in a different order on more threads, so features computed with the ASR's thread count would change
     in the 7th digit with ``--threads`` (a Ray worker and a local run gave scores 3e-8 apart). The copy is
-    shared with an ASR that also runs on one thread.
+    shared with an ASR that also runs on one thread. Its log-mel front end runs on one numpy BLAS thread
+    for the same reason (:func:`core.features.transcribe.load_whisper`).
     """
 
     def __init__(self, config: VoiceFeatureConfig | None = None) -> None:

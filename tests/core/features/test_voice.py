@@ -97,3 +97,27 @@ def test_the_voice_shares_the_asr_model_and_long_audio_is_encoded_in_pieces(jfk:
     # the second piece starts at 28 s: its features are those of its own audio, encoded alone
     own = v.extract(long[28 * 16000 :]).features
     np.testing.assert_allclose(f[280:], own, atol=1e-4)
+
+
+def test_voice_and_asr_do_not_depend_on_how_many_threads_numpy_blas_may_use(jfk: np.ndarray) -> None:
+    """Whisper's log-mel front end multiplies by its filterbank in numpy, through a BLAS whose thread count
+    comes from OMP_NUM_THREADS (a Ray worker sets it to its CPUs; a local run leaves it at the machine's
+    cores). Its last-bit differences, through the int8 encoder, moved encoder states by up to 0.26 here,
+    word times by 0.02 s, and a `fine score --ray` utterance's score by 0.012 against a local run. The
+    front end runs on one BLAS thread whatever the process allows, and the process's limit comes back."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from core.features.transcribe import Transcriber
+
+    v, asr = VoiceFeatureExtractor(), Transcriber(cpu_threads=1)
+    x = jfk[: 6 * 16000]
+    runs = []
+    for threads in (1, 2):
+        with threadpoolctl.threadpool_limits(limits=threads, user_api="blas"):
+            words = [(w.word, w.start, w.end) for w in asr.transcribe(x, deterministic=True).words]
+            runs.append((v.encode(x), words))
+            blas = threadpoolctl.threadpool_info()
+            assert {i["num_threads"] for i in blas if i["user_api"] == "blas"} == {threads}
+    (one, words_one), (two, words_two) = runs
+    assert one.shape == (300, 384) and len(words_one) >= 8
+    np.testing.assert_array_equal(one, two)
+    assert words_one == words_two
